@@ -1,0 +1,273 @@
+"""Batched projected gradient ascent on (part of) a latent code.
+
+The one optimiser behind every adversarial mode: pixel PGD (with the identity generator), flow latent
+attacks (ball around the image's own latent), AdvMix (ball around restarts drawn from the prior) and
+adversarial direction coefficients. It knows a generator and a classifier only through two callables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from torch_semaug._checks import (
+    check_choice,
+    check_int_at_least,
+    check_labels,
+    check_positive,
+    describe,
+)
+
+NORMS = ("linf", "l2")
+TARGETS = ("labels", "predictions")
+
+
+@dataclass
+class AttackResult:
+    """What :func:`latent_pgd` returns.
+
+    Attributes:
+        latents: ``(B, *latent_shape)`` worst case per example over restarts.
+        fooled: ``(B,)`` bool, misclassified at the returned latent as far as the attack observed it
+            (examples that were never evaluated at their returned latent count as not fooled).
+        classifier_calls: classifier forward passes made.
+        examples_processed: examples summed over those forward passes (what early stop saves).
+    """
+
+    latents: Tensor
+    fooled: Tensor
+    classifier_calls: int
+    examples_processed: int
+
+
+def latent_mask(mask: Tensor | slice | None, latent_shape: torch.Size, device: torch.device) -> Tensor | None:
+    """A boolean mask of ``latent_shape`` from a slice over the first latent dimension or a bool mask."""
+    if mask is None:
+        return None
+    if isinstance(mask, slice):
+        out = torch.zeros(latent_shape, dtype=torch.bool, device=device)
+        out[mask] = True
+    elif isinstance(mask, Tensor) and mask.dtype == torch.bool:
+        try:
+            out = torch.broadcast_to(mask.to(device), latent_shape)
+        except RuntimeError:
+            raise ValueError(
+                f"mask: expected a bool mask broadcastable to the latent shape {tuple(latent_shape)}, "
+                f"got shape {tuple(mask.shape)}"
+            ) from None
+    else:
+        raise TypeError(f"mask: expected a slice, a bool tensor or None, got {describe(mask)}")
+    if not bool(out.any()):
+        raise ValueError(f"mask: selects no latent entry of shape {tuple(latent_shape)}")
+    return out
+
+
+def _per_example(value: float | Tensor, name: str, batch: int, like: Tensor) -> Tensor:
+    """``value`` as a ``(B, 1, ..., 1)`` tensor that broadcasts against ``like``."""
+    check_positive(value, name)
+    out = torch.as_tensor(value, dtype=like.dtype, device=like.device)
+    if out.ndim == 0:
+        out = out.expand(batch)
+    if out.shape != (batch,):
+        raise ValueError(f"{name}: expected a number or a tensor of shape ({batch},), got {describe(value)}")
+    return out.reshape(batch, *([1] * (like.ndim - 1)))
+
+
+def _flat_norm(x: Tensor) -> Tensor:
+    return x.flatten(1).norm(dim=1).reshape(x.shape[0], *([1] * (x.ndim - 1)))
+
+
+def _uniform(shape: torch.Size, rng: torch.Generator | None, like: Tensor) -> Tensor:
+    device = rng.device if rng is not None else like.device
+    return torch.rand(shape, generator=rng, device=device, dtype=like.dtype).to(like.device)
+
+
+def _normal(shape: torch.Size, rng: torch.Generator | None, like: Tensor) -> Tensor:
+    device = rng.device if rng is not None else like.device
+    return torch.randn(shape, generator=rng, device=device, dtype=like.dtype).to(like.device)
+
+
+def random_delta(
+    like: Tensor, eps: Tensor, norm: str, mask: Tensor | None, rng: torch.Generator | None
+) -> Tensor:
+    """A perturbation drawn uniformly from the ``norm`` ball of radius ``eps`` (over masked entries)."""
+    if norm == "linf":
+        delta = (2 * _uniform(like.shape, rng, like) - 1) * eps
+    else:
+        direction = _normal(like.shape, rng, like)
+        if mask is not None:
+            direction = direction * mask
+        dims = int(mask.sum()) if mask is not None else like[0].numel()
+        radius = _uniform(torch.Size([like.shape[0]]), rng, like) ** (1.0 / dims)
+        radius = radius.reshape(eps.shape)
+        delta = direction / _flat_norm(direction).clamp_min(1e-12) * radius * eps
+    return delta * mask if mask is not None else delta
+
+
+def project(
+    latents: Tensor, center: Tensor, eps: Tensor, norm: str, bounds: tuple[float, float] | None
+) -> Tensor:
+    """Project ``latents`` onto the ``norm`` ball of radius ``eps`` around ``center``, then into ``bounds``."""
+    delta = latents - center
+    if norm == "linf":
+        delta = torch.maximum(torch.minimum(delta, eps), -eps)
+    else:
+        delta = delta * (eps / _flat_norm(delta).clamp_min(1e-12)).clamp(max=1.0)
+    out = center + delta
+    return out.clamp(*bounds) if bounds is not None else out
+
+
+def ascent_step(latents: Tensor, grad: Tensor, step_size: Tensor, norm: str, mask: Tensor | None) -> Tensor:
+    """One signed (l-inf) or normalised (l2) gradient-ascent step on the masked entries."""
+    if mask is not None:
+        grad = grad * mask
+    if norm == "linf":
+        return latents + step_size * grad.sign()
+    return latents + step_size * grad / _flat_norm(grad).clamp_min(1e-12)
+
+
+def _check_logits(logits: Tensor, batch: int, hard_labels: Tensor) -> None:
+    if not isinstance(logits, Tensor) or logits.ndim != 2 or logits.shape[0] != batch:
+        raise ValueError(
+            f"model: expected logits of shape ({batch}, num_classes), got {describe(logits)}"
+        )
+    if hard_labels.numel() and int(hard_labels.max()) >= logits.shape[1]:
+        raise ValueError(
+            f"labels: expected class indices < num_classes = {logits.shape[1]} (the model's output width), "
+            f"got maximum {int(hard_labels.max())}"
+        )
+
+
+def latent_pgd(
+    decode: Callable[[Tensor], Tensor],
+    classifier: Callable[[Tensor], Tensor],
+    latents: Tensor,
+    labels: Tensor,
+    *,
+    eps: float | Tensor,
+    step_size: float | Tensor,
+    steps: int,
+    norm: str = "linf",
+    restarts: int = 1,
+    random_start: bool = False,
+    mask: Tensor | slice | None = None,
+    restart_center: Callable[[int, Tensor], Tensor] | None = None,
+    early_stop: bool = False,
+    bounds: tuple[float, float] | None = None,
+    targets: str = "labels",
+    evaluate: bool | None = None,
+    rng: torch.Generator | None = None,
+) -> AttackResult:
+    """Maximise the classifier's cross-entropy over a ball in latent space, for a whole batch at once.
+
+    Each step costs one ``decode`` + ``classifier`` forward and backward on the examples still active.
+    Gradients are taken with ``torch.autograd.grad`` w.r.t. the latent only; run the classifier inside
+    :func:`~torch_semaug.attacks.classifier_guard` so its parameters stay untouched.
+
+    Args:
+        decode: latent ``(b, *latent_shape)`` -> images the classifier takes (differentiable).
+        classifier: images -> logits ``(b, num_classes)``.
+        latents: ``(B, *latent_shape)`` the examples' own latents; the ball's centre unless
+            ``restart_center`` gives another.
+        labels: ``(B,)`` class indices or ``(B, num_classes)`` soft labels.
+        eps: radius of the ball, a number or a ``(B,)`` tensor (per-example eps).
+        step_size: ascent step, a number or a ``(B,)`` tensor.
+        steps: gradient steps per restart.
+        norm: ``"linf"`` (sign step, clip) or ``"l2"`` (normalised step, rescale into the ball).
+        restarts: independent restarts; the worst case per example is kept (misclassified first, then
+            highest loss).
+        random_start: start each restart at a uniform point of the ball instead of its centre.
+        mask: which latent entries move: a slice over the first latent dimension (e.g. W+ layers) or a
+            bool tensor broadcastable to ``latent_shape``; ``None`` moves all of them.
+        restart_center: ``(restart index, latents) -> centres`` for restarts centred away from the
+            examples' latents (AdvMix draws them from the prior); only masked entries are taken from it.
+        early_stop: stop an example (in this and later restarts) as soon as it is misclassified; it
+            leaves the active batch, so later steps cost less.
+        bounds: ``(low, high)`` every iterate is clipped to (the generator's ``latent_bounds``).
+        targets: attack the true ``"labels"`` or the classifier's own ``"predictions"`` on the
+            unperturbed latents.
+        evaluate: evaluate the final iterate of each restart (one extra forward) to know whether it
+            fools the classifier; default: only when ``restarts > 1`` needs it to pick the worst case.
+        rng: drives the random start.
+    """
+    check_int_at_least(steps, 1, "steps")
+    check_int_at_least(restarts, 1, "restarts")
+    check_choice(norm, NORMS, "norm")
+    check_choice(targets, TARGETS, "targets")
+    batch = latents.shape[0]
+    labels = check_labels(labels, batch)
+    eps_t = _per_example(eps, "eps", batch, latents)
+    step_t = _per_example(step_size, "step_size", batch, latents)
+    mask_t = latent_mask(mask, latents.shape[1:], latents.device)
+    evaluate = restarts > 1 if evaluate is None else evaluate
+    latents = latents.detach()
+    calls = processed = 0
+
+    def forward(z: Tensor) -> Tensor:
+        nonlocal calls, processed
+        calls += 1
+        processed += z.shape[0]
+        return classifier(decode(z))
+
+    hard = labels.argmax(1) if labels.ndim == 2 else labels
+    if targets == "predictions":
+        with torch.no_grad():
+            logits = forward(latents)
+        _check_logits(logits, batch, hard)
+        labels = hard = logits.argmax(1)
+
+    best = latents.clone()
+    best_fooled = torch.zeros(batch, dtype=torch.bool, device=latents.device)
+    best_loss = torch.full((batch,), -torch.inf, device=latents.device)
+    checked = False
+    for restart in range(restarts):
+        active = (~best_fooled).nonzero().squeeze(1) if early_stop else torch.arange(batch, device=best.device)
+        if active.numel() == 0:
+            break
+        center = latents if restart_center is None else restart_center(restart, latents).detach()
+        if mask_t is not None and restart_center is not None:
+            center = torch.where(mask_t, center, latents)
+        center, eps_a, step_a, y, y_hard = (
+            center[active], eps_t[active], step_t[active], labels[active], hard[active]
+        )
+        z = center
+        if random_start:
+            z = center + random_delta(center, eps_a, norm, mask_t, rng)
+        if bounds is not None:
+            z = z.clamp(*bounds)
+        for step in range(steps + 1):
+            final = step == steps
+            if final and not evaluate:
+                best[active] = z
+                break
+            with torch.enable_grad():
+                z_var = z.detach().requires_grad_(not final)
+                logits = forward(z_var)
+                if not checked:
+                    _check_logits(logits, z_var.shape[0], y_hard)
+                    checked = True
+                loss = F.cross_entropy(logits.float(), y, reduction="none")
+                grad = None if final else torch.autograd.grad(loss.sum(), z_var)[0]
+            fooled = logits.detach().argmax(1) != y_hard
+            if final:
+                loss = loss.detach()
+                better = (fooled & ~best_fooled[active]) | (
+                    (fooled == best_fooled[active]) & (loss > best_loss[active])
+                )
+                idx = active[better]
+                best[idx], best_fooled[idx], best_loss[idx] = z[better], fooled[better], loss[better]
+                break
+            if early_stop and bool(fooled.any()):
+                idx = active[fooled]
+                best[idx], best_fooled[idx] = z[fooled], True
+                keep = ~fooled
+                active, z, grad, center = active[keep], z[keep], grad[keep], center[keep]
+                eps_a, step_a, y, y_hard = eps_a[keep], step_a[keep], y[keep], y_hard[keep]
+                if active.numel() == 0:
+                    break
+            z = project(ascent_step(z.detach(), grad, step_a, norm, mask_t), center, eps_a, norm, bounds)
+    return AttackResult(best, best_fooled, calls, processed)

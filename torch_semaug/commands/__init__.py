@@ -1,0 +1,1 @@
+"""Subcommands of the ``semaug`` command line (see torch_semaug.cli)."""

@@ -1,0 +1,55 @@
+"""The identity generator: latent == image, which turns every latent attack into pixel-space PGD."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from torch_semaug._checks import check_choice
+from torch_semaug.generators.base import LatentGenerator
+
+
+class IdentityGenerator(LatentGenerator):
+    """A generator whose latent is the image itself.
+
+    With it, :class:`~torch_semaug.AdversarialLatentAttack` is exactly the classic pixel-space PGD
+    adversarial-training baseline of the papers (Madry et al.): step, project onto the eps-ball, clip to
+    the valid range. ``latent_bounds`` equals ``image_range``, so every iterate stays a valid image.
+
+    Args:
+        image_shape: ``(C, H, W)`` of the images.
+        image_range: value range of the images, e.g. ``(0.0, 1.0)``.
+        prior: what :meth:`sample_latent` draws: ``"uniform"`` images over ``image_range``.
+    """
+
+    def __init__(
+        self,
+        image_shape: tuple[int, int, int],                # (C, H, W) of the images
+        image_range: tuple[float, float] = (0.0, 1.0),    # value range of images and latents alike
+        prior: str = "uniform",                           # distribution sample_latent draws from
+    ) -> None:
+        super().__init__()
+        if len(image_shape) != 3 or any(int(s) < 1 for s in image_shape):
+            raise ValueError(f"image_shape: expected (C, H, W) with positive sizes, got {image_shape!r}")
+        low, high = (float(v) for v in image_range)
+        if not low < high:
+            raise ValueError(f"image_range: expected (low, high) with low < high, got {image_range!r}")
+        check_choice(prior, ["uniform"], "prior")
+        self.image_shape = tuple(int(s) for s in image_shape)
+        self.image_range = (low, high)
+        self.latent_shape = self.image_shape
+        self.latent_bounds = self.image_range
+        self.prior = prior
+        # Parameter-free: an empty buffer lets .to(device) and .device work as for any generator.
+        self.register_buffer("_device_anchor", torch.empty(0), persistent=False)
+
+    def decode(self, latents: Tensor) -> Tensor:
+        return latents
+
+    def encode(self, images: Tensor) -> Tensor:
+        return images
+
+    def sample_latent(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        low, high = self.image_range
+        noise = torch.rand((n, *self.latent_shape), generator=generator, device=self.device)
+        return low + (high - low) * noise

@@ -1,0 +1,15 @@
+"""The nn.Module transforms users see; each registers itself under a name for :func:`create`."""
+
+from torch_semaug.transforms.adversarial_latent_attack import AdversarialLatentAttack
+from torch_semaug.transforms.base import MoveContext, SemanticTransform
+from torch_semaug.transforms.registry import create, get_transform_class, list_transforms, register_transform
+
+__all__ = [
+    "AdversarialLatentAttack",
+    "MoveContext",
+    "SemanticTransform",
+    "create",
+    "get_transform_class",
+    "list_transforms",
+    "register_transform",
+]

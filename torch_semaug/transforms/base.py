@@ -1,0 +1,307 @@
+"""The shared base of every semantic transform: encode, move the latent, decode, in the classifier's space."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import kornia
+import torch
+from torch import Tensor, nn
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+
+from torch_semaug._checks import (
+    check_choice,
+    check_finite,
+    check_float,
+    check_labels,
+    check_probability,
+    check_tensor,
+    describe,
+)
+from torch_semaug.attacks.guard import classifier_guard
+from torch_semaug.generators.base import LatentGenerator, as_generator
+
+ImageMap = Callable[[Tensor], Tensor]
+
+
+@dataclass
+class MoveContext:
+    """What a transform's ``_move`` gets besides the latents and labels of the selected examples.
+
+    Attributes:
+        decode: latent -> images in the classifier's space and the batch's size and dtype
+            (differentiable), i.e. exactly what the classifier will be trained on.
+        classifier: the guarded, unwrapped classifier, or ``None`` in random modes.
+        indices: dataset indices of the selected examples, when the caller passed ``indices=``.
+        rng: the transform's ``torch.Generator`` (or ``None`` for the global stream).
+    """
+
+    decode: ImageMap
+    classifier: nn.Module | None
+    indices: Tensor | None
+    rng: torch.Generator | None
+
+
+def _channel_stats(value: float | Sequence[float] | None, name: str) -> tuple[float, ...] | None:
+    if value is None:
+        return None
+    values = (value,) if isinstance(value, int | float) else tuple(value)
+    if not values or not all(isinstance(v, int | float) for v in values):
+        raise ValueError(f"{name}: expected a number or one number per channel, got {value!r}")
+    return tuple(float(v) for v in values)
+
+
+class SemanticTransform(v2.Transform):
+    """Base class: a frozen generator, an optional live classifier, and the image-space plumbing.
+
+    Subclasses set ``modes`` (``random_modes`` are those that need no classifier) and implement
+    :meth:`_move`. The generator and the classifier are held as plain attributes, not submodules, so
+    neither appears in ``repr``, ``state_dict`` or ``.to()`` of the transform; the generator follows the
+    batch to its device when called.
+
+    Args:
+        generator: the frozen :class:`~torch_semaug.generators.LatentGenerator`.
+        model: the classifier that adversarial modes attack (or bind it later with :meth:`bind`).
+        mode: one of the subclass's ``modes``.
+        p: probability that an example is transformed; the others are returned untouched.
+        mean: per-channel mean of the classifier's normalisation (``None``: images in ``[0, 1]``).
+        std: per-channel std of the classifier's normalisation.
+        to_generator: map classifier-space images to the generator's range (overrides mean/std).
+        from_generator: the inverse map (required with ``to_generator``).
+        keep_model_mode: run the classifier in its current mode during inner steps instead of eval.
+        rng: a ``torch.Generator`` driving every random draw (``None``: the global stream).
+    """
+
+    modes: tuple[str, ...] = ("random",)
+    random_modes: tuple[str, ...] = ("random",)
+
+    def __init__(
+        self,
+        generator: LatentGenerator,
+        *,
+        model: nn.Module | None = None,
+        mode: str = "random",
+        p: float = 1.0,
+        mean: float | Sequence[float] | None = None,
+        std: float | Sequence[float] | None = None,
+        to_generator: ImageMap | None = None,
+        from_generator: ImageMap | None = None,
+        keep_model_mode: bool = False,
+        rng: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        check_choice(mode, self.modes, "mode")
+        check_probability(p, "p")
+        self.mode = mode
+        self.p = float(p)
+        self.mean = _channel_stats(mean, "mean")
+        self.std = _channel_stats(std, "std")
+        if (self.mean is None) != (self.std is None):
+            raise ValueError(f"mean/std: pass both or neither, got mean={mean!r}, std={std!r}")
+        if self.std is not None and any(s <= 0 for s in self.std):
+            raise ValueError(f"std: expected values > 0, got {std!r}")
+        if (to_generator is None) != (from_generator is None):
+            raise ValueError("to_generator/from_generator: pass both maps or neither")
+        self.keep_model_mode = bool(keep_model_mode)
+        self.rng = rng
+        # Plain attributes: neither module is part of this transform's state_dict, repr or .to().
+        self.__dict__["generator"] = as_generator(generator).freeze()
+        self.__dict__["model"] = None
+        self.__dict__["_to_generator_fn"] = to_generator
+        self.__dict__["_from_generator_fn"] = from_generator
+        if model is not None:
+            self.bind(model)
+
+    # -- public API -----------------------------------------------------------------------------------
+
+    def bind(self, model: nn.Module | None) -> SemanticTransform:
+        """Attach the live classifier that adversarial modes attack; returns ``self``."""
+        if model is not None and not callable(model):
+            raise TypeError(f"model: expected an nn.Module (the classifier), got {describe(model)}")
+        self.__dict__["model"] = model
+        return self
+
+    @property
+    def needs_model(self) -> bool:
+        """Whether the current mode calls the classifier."""
+        return self.mode not in self.random_modes
+
+    def forward(
+        self,
+        images: Tensor,
+        labels: Tensor | int | None = None,
+        latents: Tensor | None = None,
+        indices: Tensor | None = None,
+    ) -> Tensor | tuple[Tensor, Any]:
+        """Transform a batch ``(B, C, H, W)`` after the DataLoader, or one image ``(C, H, W)`` per sample.
+
+        Args:
+            images: float images in the classifier's space (see ``mean``/``std``).
+            labels: ``(B,)`` class indices or ``(B, K)`` soft labels; returned unchanged.
+            latents: ``(B, *generator.latent_shape)`` cached latents of the images (else encoded).
+            indices: ``(B,)`` dataset indices (for per-example state such as adaptive eps).
+
+        Returns:
+            ``images`` if no labels were given, else ``(images, labels)``.
+        """
+        check_tensor(images, "images")
+        if images.ndim == 3:
+            return self._forward_sample(images, labels, latents)
+        if images.ndim != 4:
+            raise ValueError(
+                f"images: expected a batch (B, C, H, W) or one image (C, H, W), got {describe(images)}"
+            )
+        if labels is not None:
+            labels = check_labels(labels, images.shape[0])
+        out = self.transform(images, self.make_params([images]) | dict(labels=labels, latents=latents,
+                                                                            indices=indices))
+        return out if labels is None else (out, labels)
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        """Draw which examples of the batch are transformed (each with probability ``p``)."""
+        images = flat_inputs[0]
+        batch = images.shape[0]
+        if self.p >= 1.0:
+            selected = torch.ones(batch, dtype=torch.bool, device=images.device)
+        else:
+            device = self.rng.device if self.rng is not None else images.device
+            selected = (torch.rand(batch, generator=self.rng, device=device) < self.p).to(images.device)
+        return {"selected": selected}
+
+    def transform(self, inpt: Tensor, params: dict[str, Any]) -> Tensor:
+        """Apply the latent move to the selected examples of ``inpt``; the others are returned as they are."""
+        index = params["selected"].nonzero().squeeze(1)
+        if index.numel() == 0:
+            return inpt
+        images = inpt.as_subclass(Tensor)
+        check_float(images, "images")
+        check_finite(images, "images")
+        generator = self._generator_on(images.device)
+        labels = params.get("labels")
+        latents = self._latents_for(images, index, params.get("latents"), generator)
+        indices = params.get("indices")
+        if indices is not None:
+            indices = check_tensor(indices, "indices").to(images.device)[index]
+        size, dtype = images.shape[-2:], images.dtype
+
+        def decode(z: Tensor) -> Tensor:
+            return self._to_classifier_space(generator.decode(z), size, dtype)
+
+        if self.needs_model:
+            if self.model is None:
+                raise ValueError(
+                    f"model: {type(self).__name__}(mode={self.mode!r}) attacks a classifier; pass model=... "
+                    "to the constructor or call .bind(model) first"
+                )
+            if labels is None:
+                raise ValueError(f"labels: {type(self).__name__}(mode={self.mode!r}) needs the batch's labels")
+            with classifier_guard(self.model, keep_mode=self.keep_model_mode) as classifier:
+                moved = self._move(latents, labels[index], MoveContext(decode, classifier, indices, self.rng))
+        else:
+            sub_labels = labels[index] if labels is not None else None
+            moved = self._move(latents, sub_labels, MoveContext(decode, None, indices, self.rng))
+        with torch.no_grad():
+            variants = decode(moved.detach())
+        check_finite(variants, "generator output", hint=f" from {type(generator).__name__}.decode()")
+        out = images.clone()
+        out[index] = variants
+        return tv_tensors.wrap(out, like=inpt) if isinstance(inpt, tv_tensors.TVTensor) else out
+
+    # -- the subclass hook ----------------------------------------------------------------------------
+
+    def _move(self, latents: Tensor, labels: Tensor | None, ctx: MoveContext) -> Tensor:
+        """Return the moved latents of the selected examples."""
+        raise NotImplementedError
+
+    # -- plumbing -------------------------------------------------------------------------------------
+
+    def _forward_sample(self, image: Tensor, label: Any, latent: Tensor | None) -> Tensor | tuple[Tensor, Any]:
+        if self.needs_model:
+            raise ValueError(
+                f"images: {type(self).__name__}(mode={self.mode!r}) calls the live classifier and must run "
+                "per batch after the DataLoader (x, y = t(x, y)); per-sample calls support random modes only"
+            )
+        batch_latent = None if latent is None else check_tensor(latent, "latents").unsqueeze(0)
+        params = self.make_params([image.unsqueeze(0)]) | dict(labels=None, latents=batch_latent, indices=None)
+        out = self.transform(image.unsqueeze(0), params)[0]
+        out = tv_tensors.wrap(out, like=image) if isinstance(image, tv_tensors.TVTensor) else out
+        return out if label is None else (out, label)
+
+    def _generator_on(self, device: torch.device) -> LatentGenerator:
+        if self.generator.device != device:
+            self.generator.to(device)
+        return self.generator
+
+    def _latents_for(
+        self, images: Tensor, index: Tensor, latents: Tensor | None, generator: LatentGenerator
+    ) -> Tensor:
+        if latents is not None:
+            latents = check_tensor(latents, "latents")
+            if latents.shape[0] != images.shape[0]:
+                raise ValueError(
+                    f"latents: expected one latent per image ({images.shape[0]}), got {latents.shape[0]}"
+                )
+            return generator.check_latent(latents[index].to(images.device, generator.dtype), "latents")
+        channels = images.shape[1]
+        if channels != generator.image_shape[0]:
+            raise ValueError(
+                f"images: {type(generator).__name__} makes {generator.image_shape[0]}-channel images, got "
+                f"{channels} channels"
+            )
+        gen_images = self._to_generator_range(images[index].to(generator.dtype))
+        if tuple(gen_images.shape[-2:]) != tuple(generator.image_shape[1:]):
+            gen_images = kornia.geometry.transform.resize(
+                gen_images, generator.image_shape[1:], interpolation="bilinear", antialias=True
+            )
+        low, high = generator.image_range
+        hint = (
+            f"; expected classifier-space images that map into the generator's range [{low}, {high}]: set "
+            "mean=/std= to the classifier's normalisation (None means images in [0, 1])"
+        )
+        if float(gen_images.min()) < low - 1e-3 or float(gen_images.max()) > high + 1e-3:
+            raise ValueError(
+                f"images: after conversion got values in [{float(gen_images.min()):.4g}, "
+                f"{float(gen_images.max()):.4g}]{hint}"
+            )
+        with torch.no_grad():
+            encoded = generator.encode(gen_images.clamp(low, high))
+        check_finite(encoded, "latents", hint=f" from {type(generator).__name__}.encode()")
+        return encoded
+
+    def _channel_view(self, values: tuple[float, ...], like: Tensor) -> Tensor:
+        return torch.as_tensor(values, dtype=like.dtype, device=like.device).view(1, -1, 1, 1)
+
+    def _to_generator_range(self, images: Tensor) -> Tensor:
+        if self._to_generator_fn is not None:
+            return self._to_generator_fn(images)
+        if self.mean is not None:
+            images = images * self._channel_view(self.std, images) + self._channel_view(self.mean, images)
+        low, high = self.generator.image_range
+        return low + (high - low) * images
+
+    def _to_classifier_space(self, gen_images: Tensor, size: torch.Size, dtype: torch.dtype) -> Tensor:
+        low, high = self.generator.image_range
+        gen_images = gen_images.clamp(low, high)
+        if tuple(gen_images.shape[-2:]) != tuple(size):
+            gen_images = kornia.geometry.transform.resize(
+                gen_images, tuple(size), interpolation="bilinear", antialias=True
+            )
+        if self._from_generator_fn is not None:
+            return self._from_generator_fn(gen_images).to(dtype)
+        images = (gen_images - low) / (high - low)
+        if self.mean is not None:
+            images = (images - self._channel_view(self.mean, images)) / self._channel_view(self.std, images)
+        return images.to(dtype)
+
+    def extra_repr(self) -> str:
+        fields = {"mode": self.mode, "p": self.p, **self._repr_fields()}
+        if self.mean is not None:
+            fields |= {"mean": self.mean, "std": self.std}
+        return f"generator={type(self.generator).__name__}, " + ", ".join(f"{k}={v!r}" for k, v in fields.items())
+
+    def _repr_fields(self) -> dict[str, Any]:
+        """Hyper-parameters a subclass shows in its one-line repr."""
+        return {}
