@@ -2,5 +2,15 @@
 
 from torch_semaug.generators.base import EncoderMissingError, LatentGenerator, as_generator
 from torch_semaug.generators.identity import IdentityGenerator
+from torch_semaug.generators.io import generator_kinds, load_generator, register_generator, save_generator
 
-__all__ = ["EncoderMissingError", "IdentityGenerator", "LatentGenerator", "as_generator"]
+__all__ = [
+    "EncoderMissingError",
+    "IdentityGenerator",
+    "LatentGenerator",
+    "as_generator",
+    "generator_kinds",
+    "load_generator",
+    "register_generator",
+    "save_generator",
+]
