@@ -14,7 +14,7 @@ from collections.abc import Sequence
 # name -> (one-line help, module that implements it)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "info": ("print versions, devices and threads", "torch_semaug.commands.info"),
-    "train-generator": ("train a generator (stylegan2 or glow) on a folder of images", "torch_semaug.commands.train_generator"),
+    "train-generator": ("train a generator (stylegan2 or glow) on images", "torch_semaug.commands.train_generator"),
 }
 
 
