@@ -140,3 +140,48 @@ def _identity_generator() -> LatentGenerator:
 GENERATOR_CASES: list[GeneratorCase] = [
     GeneratorCase("identity", _identity_generator, exact_encode=True),
 ]
+
+
+# -- StyleGAN2 and LatentMix -------------------------------------------------------------------------------
+
+_STYLEGAN_TINY = dict(z_dim=16, w_dim=16, mapping_layers=2, channel_base=256, channel_max=16)
+
+
+def _stylegan2() -> LatentGenerator:
+    torch.manual_seed(0)
+    return ts.StyleGAN2(16, **_STYLEGAN_TINY)
+
+
+def _stylegan_latents(images: torch.Tensor) -> torch.Tensor:
+    return _stylegan2().sample_latent(images.shape[0], torch.Generator().manual_seed(11)).to(images.dtype)
+
+
+def _latent_mix(encoder: bool = False, **kwargs) -> Callable[..., SemanticTransform]:
+    def make(p: float, rng: torch.Generator | None, model: nn.Module | None) -> SemanticTransform:
+        generator = _stylegan2()
+        if encoder:
+            from torch_semaug.generators.encoders import LearnedEncoder
+
+            torch.manual_seed(1)
+            generator.attach_encoder(LearnedEncoder(generator, width=4))
+        return ts.LatentMix(generator, model, p=p, rng=rng, **kwargs)
+
+    return make
+
+
+TRANSFORM_CASES += [
+    TransformCase("latent_mix-random-cached", _latent_mix(), (3, 16, 16), adversarial=False,
+                  latents=_stylegan_latents),
+    TransformCase("latent_mix-random-encoder-resized", _latent_mix(encoder=True, split=2), (3, 24, 24),
+                  adversarial=False),
+    TransformCase("latent_mix-adversarial", _latent_mix(encoder=True, mode="adversarial", steps=2, restarts=2),
+                  (3, 16, 16), adversarial=True, latents=_stylegan_latents),
+    TransformCase(
+        "latent_mix-adversarial-normalised-encoder",
+        _latent_mix(encoder=True, mode="adversarial", steps=1, restarts=1, early_stop=False,
+                    mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)),
+        (3, 16, 16), adversarial=True, normalize=((0.5, 0.5, 0.5), (0.25, 0.25, 0.25)),
+    ),
+]
+
+GENERATOR_CASES += [GeneratorCase("stylegan2", _stylegan2)]
