@@ -116,8 +116,80 @@ def case_adversarial_latent_attack(setup: Setup) -> list[Row]:
     return rows
 
 
+def _speed_stylegan(setup: Setup) -> ts.StyleGAN2:
+    """A StyleGAN2 at the batch's resolution: tiny for smoke, the 32 px default (1.3 M parameters) otherwise."""
+    torch.manual_seed(0)
+    size = setup.images.shape[-1]
+    if setup.scale == "smoke":
+        generator = ts.StyleGAN2(size, z_dim=16, w_dim=16, mapping_layers=2, channel_base=256, channel_max=16)
+    else:
+        generator = ts.StyleGAN2(size)
+    return generator.to(setup.device).freeze()
+
+
+def case_latent_mix(setup: Setup) -> list[Row]:
+    """RandMix vs one decode of the batch; AdvMix vs restarts x steps x (G + classifier fwd+bwd)."""
+    model, images, labels, steps = setup.model, setup.images, setup.labels, setup.steps
+    generator = _speed_stylegan(setup)
+    latents = generator.sample_latent(images.shape[0], torch.Generator().manual_seed(0)).to(setup.device)
+    rows = []
+    randmix = ts.LatentMix(generator)
+
+    def decode_floor() -> None:
+        with torch.no_grad():
+            generator.decode(latents)
+
+    seconds, floor_seconds, peak = time_pair(lambda: randmix(images, labels, latents=latents), decode_floor, setup)
+    rows.append(Row("latent_mix", f"random (RandMix), split {randmix.split}", seconds, floor_seconds,
+                    "1 x G decode", peak))
+    restarts = 2 if setup.scale == "smoke" else 5
+
+    def adv_floor() -> None:
+        with ts.classifier_guard(model) as inner:
+            for _ in range(restarts * steps):
+                z = latents.detach().requires_grad_(True)
+                loss = F.cross_entropy(inner(generator.decode(z) * 0.5 + 0.5), labels, reduction="sum")
+                torch.autograd.grad(loss, z)
+
+    for early_stop in (False, True):
+        advmix = ts.LatentMix(generator, model, mode="adversarial", steps=steps, restarts=restarts,
+                              early_stop=early_stop)
+        seconds, floor_seconds, peak = time_pair(lambda a=advmix: a(images, labels, latents=latents), adv_floor,
+                                                 setup)
+        rows.append(Row("latent_mix", f"adversarial (AdvMix), {restarts} restarts x {steps} steps, "
+                        f"early_stop={early_stop}", seconds, floor_seconds,
+                        f"{restarts * steps} x (G + classifier fwd+bwd)", peak))
+    return rows
+
+
+def case_encoders(setup: Setup) -> list[Row]:
+    """Encoders into W+: images per second, as a ratio to one decode of the batch."""
+    from torch_semaug.generators.encoders import LearnedEncoder, OptimizationEncoder
+
+    generator = _speed_stylegan(setup)
+    images = setup.images * 2 - 1
+    latents = generator.sample_latent(images.shape[0], torch.Generator().manual_seed(0)).to(setup.device)
+
+    def decode_floor() -> None:
+        with torch.no_grad():
+            generator.decode(latents)
+
+    learned = LearnedEncoder(generator).to(setup.device)
+    opt_steps = 5 if setup.scale == "smoke" else 50
+    optim = OptimizationEncoder(generator, steps=opt_steps, batch_size=images.shape[0])
+    rows = []
+    for name, fn in (("learned (1 forward pass)", lambda: learned.encode(images)),
+                     (f"optimisation, {opt_steps} steps", lambda: optim.encode(images))):
+        seconds, floor_seconds, peak = time_pair(fn, decode_floor, setup)
+        rows.append(Row("encoder", f"{name}: {images.shape[0] / seconds:.1f} images/s", seconds, floor_seconds,
+                        "1 x G decode", peak))
+    return rows
+
+
 CASES: dict[str, Callable[[Setup], list[Row]]] = {
     "adversarial_latent_attack": case_adversarial_latent_attack,
+    "latent_mix": case_latent_mix,
+    "encoders": case_encoders,
 }
 
 SCALES = {
