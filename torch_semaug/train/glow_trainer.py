@@ -203,7 +203,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             x = dequantize(images, args.n_bits, noise).to(args.device)
             loss = glow.bits_per_dim(x).mean()
             if not torch.isfinite(loss):
-                raise DivergedError(f"loss is {float(loss)} at iteration {step}")
+                raise DivergedError(f"loss is {loss.item()} at iteration {step}")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(glow.parameters(), args.clip)
