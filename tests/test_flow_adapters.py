@@ -6,66 +6,13 @@ import pytest
 import torch
 from torch import nn
 
+from tests.flow_factories import freia_graph, normflows_multiscale, perturb, smooth_images
 from torch_semaug.generators import LatentGenerator
 from torch_semaug.generators.adapters import from_freia, from_normflows
 
 nf = pytest.importorskip("normflows")
 Ff = pytest.importorskip("FrEIA.framework")
 Fm = pytest.importorskip("FrEIA.modules")
-
-
-def _images(n: int, shape=(3, 16, 16), seed: int = 0) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    low = torch.rand(n, shape[0], 4, 4, generator=g)
-    return nn.functional.interpolate(low, size=shape[1:], mode="bilinear", align_corners=False).clamp(0, 1)
-
-
-def _normflows_multiscale(levels: int = 2, steps: int = 1, shape=(3, 16, 16), transform=None) -> nn.Module:
-    """The multi-scale Glow of normflows' own example, tiny."""
-    torch.manual_seed(0)
-    c, h, w = shape
-    q0, merges, flows = [], [], []
-    for i in range(levels):
-        flows.append([nf.flows.GlowBlock(c * 2 ** (levels + 1 - i), 8, split_mode="channel", scale=True)
-                      for _ in range(steps)] + [nf.flows.Squeeze()])
-        if i > 0:
-            merges.append(nf.flows.Merge())
-            latent = (c * 2 ** (levels - i), h // 2 ** (levels - i), w // 2 ** (levels - i))
-        else:
-            latent = (c * 2 ** (levels + 1), h // 2**levels, w // 2**levels)
-        q0.append(nf.distributions.GlowBase(latent))
-    model = nf.MultiscaleFlow(q0, flows, merges, transform=transform, class_cond=False)
-    with torch.no_grad():  # normflows ActNorm initialises on the first batch it sees
-        model.log_prob(_images(16, shape, seed=9), None)
-    return model
-
-
-def _freia_graph(shape=(3, 16, 16)) -> nn.Module:
-    """Two scales: half of the channels leave after the first downsampling."""
-    torch.manual_seed(0)
-
-    def subnet(c_in: int, c_out: int) -> nn.Module:
-        return nn.Sequential(nn.Conv2d(c_in, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, c_out, 3, padding=1))
-
-    nodes = [Ff.InputNode(*shape, name="in")]
-    nodes.append(Ff.Node(nodes[-1], Fm.HaarDownsampling, {}))
-    nodes.append(Ff.Node(nodes[-1], Fm.AllInOneBlock, {"subnet_constructor": subnet}))
-    split = Ff.Node(nodes[-1], Fm.Split, {"section_sizes": [6, 6], "dim": 0})
-    nodes.append(split)
-    nodes.append(Ff.Node(split.out0, Fm.HaarDownsampling, {}))
-    nodes.append(Ff.Node(nodes[-1], Fm.AllInOneBlock, {"subnet_constructor": subnet}))
-    nodes += [Ff.OutputNode(nodes[-1], name="z_top"), Ff.OutputNode(split.out1, name="z_split")]
-    inn = Ff.GraphINN(nodes)
-    _perturb(inn)
-    return inn
-
-
-def _perturb(inn: nn.Module) -> None:
-    """Non-trivial weights (AllInOneBlock starts near the identity); its fixed permutations stay exact."""
-    with torch.no_grad():
-        for p in inn.parameters():
-            if p.requires_grad:
-                p.add_(0.05 * torch.randn_like(p))
 
 
 def _check_round_trip(gen: LatentGenerator, x: torch.Tensor, atol: float = 1e-4) -> torch.Tensor:
@@ -77,11 +24,11 @@ def _check_round_trip(gen: LatentGenerator, x: torch.Tensor, atol: float = 1e-4)
 
 
 def test_normflows_multiscale_round_trip_and_levels():
-    model = _normflows_multiscale(transform=nf.transforms.Shift())
+    model = normflows_multiscale(transform=nf.transforms.Shift())
     gen = from_normflows(model, (3, 16, 16))
     assert not model.training and not any(p.requires_grad for p in model.parameters())
     assert gen.level_shapes == [(24, 4, 4), (6, 8, 8)]
-    x = _images(4, seed=1)
+    x = smooth_images(4, seed=1)
     x_before = x.clone()
     z = _check_round_trip(gen, x)
     assert torch.equal(x, x_before)  # normflows' in-place Shift does not touch the caller's tensor
@@ -91,7 +38,7 @@ def test_normflows_multiscale_round_trip_and_levels():
 
 
 def test_normflows_decode_differentiable_and_prior_reproducible():
-    gen = from_normflows(_normflows_multiscale(), (3, 16, 16))
+    gen = from_normflows(normflows_multiscale(), (3, 16, 16))
     torch.manual_seed(123)
     state = torch.get_rng_state()
     a = gen.sample_latent(3, torch.Generator().manual_seed(5))
@@ -111,16 +58,16 @@ def test_normflows_plain_flow_with_flat_input():
         flows += [nf.flows.AffineCouplingBlock(net), nf.flows.Permute(16, mode="swap" if i % 2 else "shuffle")]
     model = nf.NormalizingFlow(nf.distributions.DiagGaussian(16), flows)
     gen = from_normflows(model, (1, 4, 4), input_shape=(16,))
-    z = _check_round_trip(gen, _images(5, (1, 4, 4)))
+    z = _check_round_trip(gen, smooth_images(5, (1, 4, 4)))
     assert z.shape == (5, 16)
     assert gen.sample_latent(2, torch.Generator().manual_seed(0)).shape == (2, 16)
 
 
 def test_freia_graph_multiscale_round_trip():
-    inn = _freia_graph()
+    inn = freia_graph()
     gen = from_freia(inn, (3, 16, 16))
     assert gen.level_shapes == [(24, 4, 4), (6, 8, 8)]
-    x = _images(4, seed=2)
+    x = smooth_images(4, seed=2)
     z = _check_round_trip(gen, x)
     outs, _ = inn(x)
     assert torch.equal(z, torch.cat([outs[0].flatten(1), outs[1].flatten(1)], 1))
@@ -134,19 +81,19 @@ def test_freia_sequence_round_trip():
     inn.append(Fm.HaarDownsampling)
     for _ in range(2):
         inn.append(Fm.AllInOneBlock, subnet_constructor=lambda i, o: nn.Conv2d(i, o, 3, padding=1))
-    _perturb(inn)
+    perturb(inn)
     gen = from_freia(inn, (1, 8, 8))
-    _check_round_trip(gen, _images(3, (1, 8, 8)))
+    _check_round_trip(gen, smooth_images(3, (1, 8, 8)))
 
 
 def test_adapter_bad_input():
-    gen = from_freia(_freia_graph(), (3, 16, 16))
+    gen = from_freia(freia_graph(), (3, 16, 16))
     with pytest.raises(ValueError, match="latents: expected shape"):
         gen.decode(torch.zeros(1, 5))
     with pytest.raises(ValueError, match=r"range \[0.0, 1.0\]"):
         gen.encode(torch.full((1, 3, 16, 16), -3.0))
     with pytest.raises(ValueError, match="image_shape"):
-        from_freia(_freia_graph(), (3, 8, 8))
+        from_freia(freia_graph(), (3, 8, 8))
     with pytest.raises(TypeError, match="SequenceINN or GraphINN"):
         from_freia(nn.Linear(2, 2), (1, 1, 2))
     with pytest.raises(TypeError, match="NormalizingFlow or MultiscaleFlow"):

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from torch_semaug._checks import check_int_at_least, describe
 from torch_semaug.generators.base import LatentGenerator
-from torch_semaug.generators.latents import flatten_latents, unflatten_latents
+from torch_semaug.generators.latents import flatten_latents, straight_through_clamp, unflatten_latents
 
 
 def _check_initialised(flow: nn.Module, library: str) -> None:
@@ -84,9 +84,10 @@ class WrappedFlow(LatentGenerator):
         return flatten_latents(levels)
 
     def decode(self, latents: Tensor) -> Tensor:
-        """Flat latents ``(B, D)`` -> images ``(B, *image_shape)`` (differentiable, not clamped)."""
+        """Flat latents ``(B, D)`` -> images ``(B, *image_shape)`` in ``image_range`` (straight-through clamp)."""
         levels = unflatten_latents(latents, self.level_shapes)
-        return self._from_latents(levels).reshape(latents.shape[0], *self.image_shape)
+        images = self._from_latents(levels).reshape(latents.shape[0], *self.image_shape)
+        return straight_through_clamp(images, *self.image_range)
 
     def sample_latent(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """``n`` flat latents from the flow's base distribution, reproducible under ``generator``.

@@ -25,7 +25,7 @@ from torch_semaug.generators.glow_layers import (
     unsqueeze2d,
 )
 from torch_semaug.generators.io import load_generator, register_generator, save_generator
-from torch_semaug.generators.latents import flatten_latents, unflatten_latents
+from torch_semaug.generators.latents import flatten_latents, straight_through_clamp, unflatten_latents
 
 
 class GlowLevel(nn.Module):
@@ -131,12 +131,16 @@ class Glow(LatentGenerator):
         return self._forward(images)[0]
 
     def decode(self, latents: Tensor) -> Tensor:
-        """Latents ``(B, D)`` -> images in ``[0, 1]`` (not clamped; exact inverse of :meth:`encode`)."""
+        """Latents ``(B, D)`` -> images in ``[0, 1]``, the exact inverse of :meth:`encode`.
+
+        No log-determinant is computed on this path (it is what every attack step runs). Values outside
+        ``[0, 1]`` (far from the data) are clamped with a straight-through gradient.
+        """
         levels = self.unflatten(latents)
         x: Tensor | None = None
         for block, eps in zip(reversed(self.blocks), reversed(levels)):
             x = unsqueeze2d(block.inverse(x, eps))
-        return x + 0.5
+        return straight_through_clamp(x + 0.5, 0.0, 1.0)
 
     def sample_latent(
         self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0

@@ -31,3 +31,12 @@ def unflatten_latents(flat: Tensor, shapes: Sequence[tuple[int, ...]]) -> list[T
         )
     parts = torch.split(flat, sizes, dim=1)
     return [p.reshape(flat.shape[0], *s) for p, s in zip(parts, shapes)]
+
+
+def straight_through_clamp(x: Tensor, low: float, high: float) -> Tensor:
+    """``x`` clamped to ``[low, high]`` in value, with the identity's gradient.
+
+    Decoders keep images in their range without cutting the gradient at the edges, so an attack can
+    still move a saturated pixel back inside (as the transform base's output clamp does).
+    """
+    return x + (x.clamp(low, high) - x).detach()
