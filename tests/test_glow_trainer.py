@@ -28,7 +28,7 @@ def _train(folder, out, *extra: str) -> int:
                  "--batch-size", "4", "--width", "8", *extra])
 
 
-def test_trains_writes_outputs_and_resumes(folder, tmp_path, capsys):
+def test_trains_writes_outputs_and_resumes(folder, tmp_path, capsys, monkeypatch):
     out = tmp_path / "run"
     assert _train(folder, out, "--iters", "2", "--eval-data", str(folder)) == 0
     metrics = json.loads((out / "metrics.json").read_text())
@@ -40,9 +40,15 @@ def test_trains_writes_outputs_and_resumes(folder, tmp_path, capsys):
     assert (glow.decode(glow.encode(x)) - x).abs().max() < 1e-4
     with pytest.raises(SystemExit, match="--resume"):
         _train(folder, out, "--iters", "4")
-    assert _train(folder, out, "--iters", "4", "--resume") == 0
+    before = torch.load(out / "checkpoint.pt", weights_only=True)
+    calls = []
+    real = Glow.bits_per_dim
+    monkeypatch.setattr(Glow, "bits_per_dim", lambda self, x: calls.append(1) or real(self, x))
+    assert _train(folder, out, "--iters", "3", "--resume") == 0
+    assert len(calls) == 1  # continued at iteration 3 instead of starting over
     state = torch.load(out / "checkpoint.pt", weights_only=True)
-    assert json.loads(state["state"])["step"] == 4
+    assert json.loads(state["state"])["step"] == 3
+    assert state["optimizer"]["state"][0]["step"] == before["optimizer"]["state"][0]["step"] + 1
     assert "test bits/dim" in capsys.readouterr().out
 
 
