@@ -116,8 +116,55 @@ def case_adversarial_latent_attack(setup: Setup) -> list[Row]:
     return rows
 
 
+# scale: Glow (levels, steps, width) at the batch's resolution; cpu is `semaug train-generator glow --scale cpu`
+GLOW_SIZES = {"smoke": (2, 1, 8), "cpu": (3, 8, 64), "paper": (3, 32, 512)}
+
+
+def make_glow(setup: Setup) -> ts.Glow:
+    """A Glow of the scale's size with its actnorm layers initialised on the batch (weights do not matter)."""
+    levels, steps, width = GLOW_SIZES[setup.scale]
+    torch.manual_seed(0)
+    glow = ts.Glow(tuple(setup.images.shape[1:]), levels=levels, steps=steps, width=width).to(setup.device)
+    glow.initialize(setup.images)
+    return glow.freeze()
+
+
+def case_flow_perturb(setup: Setup) -> list[Row]:
+    """FlowPerturb A-LA vs steps x (Glow decode + classifier fwd+bwd) + one encode; R-LA vs encode + decode."""
+    model, images, labels, steps = setup.model, setup.images, setup.labels, setup.steps
+    glow = make_glow(setup)
+    flow_steps = min(steps, 3)  # the paper's k = 3
+
+    def adversarial_floor() -> None:
+        with torch.no_grad():
+            z = glow.encode(images)
+        with ts.classifier_guard(model) as inner:
+            for _ in range(flow_steps):
+                z_var = z.detach().requires_grad_(True)
+                loss = F.cross_entropy(inner(glow.decode(z_var)), labels, reduction="sum")
+                torch.autograd.grad(loss, z_var)
+
+    def random_floor() -> None:
+        with torch.no_grad():
+            glow.decode(glow.encode(images))
+
+    ala = ts.FlowPerturb(glow, mode="adversarial", eps=1.0, norm="l2", step_size=0.5, steps=flow_steps, model=model)
+    rla = ts.FlowPerturb(glow, mode="random", eps=0.25, norm="linf")
+    levels, glow_steps, width = GLOW_SIZES[setup.scale]
+    glow_name = f"Glow L{levels} K{glow_steps} w{width}"
+    rows = []
+    seconds, floor_seconds, peak = time_pair(lambda: ala(images, labels), adversarial_floor, setup)
+    rows.append(Row("flow_perturb", f"adversarial (A-LA), {glow_name}, l2 eps 1.0, {flow_steps} steps", seconds,
+                    floor_seconds, f"{flow_steps} x (Glow decode + classifier fwd+bwd) + encode", peak))
+    seconds, floor_seconds, peak = time_pair(lambda: rla(images, labels), random_floor, setup)
+    rows.append(Row("flow_perturb", f"random (R-LA), {glow_name}, linf eps 0.25", seconds, floor_seconds,
+                    "Glow encode + decode", peak))
+    return rows
+
+
 CASES: dict[str, Callable[[Setup], list[Row]]] = {
     "adversarial_latent_attack": case_adversarial_latent_attack,
+    "flow_perturb": case_flow_perturb,
 }
 
 SCALES = {
