@@ -15,6 +15,7 @@ from collections.abc import Sequence
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "info": ("print versions, devices and threads", "torch_semaug.commands.info"),
     "encode": ("encode a dataset once into a latent cache", "torch_semaug.commands.encode"),
+    "train": ("train a timm classifier with a semantic transform", "torch_semaug.commands.train"),
     "train-generator": ("train a generator (stylegan2 or glow) on images", "torch_semaug.commands.train_generator"),
 }
 

@@ -77,7 +77,24 @@ def _mnist(root: Path, train: bool, transform: Callable | None) -> Dataset:
     return datasets.MNIST(str(root), train=train, transform=transform, download=False)
 
 
+class TransformedDataset(Dataset):
+    """Apply ``transform`` to the image of each ``(image, label)`` sample of ``base``."""
+
+    def __init__(self, base: Dataset, transform: Callable | None) -> None:
+        self.base, self.transform = base, transform
+        self.classes = getattr(base, "classes", None)
+        self.targets = getattr(base, "targets", getattr(base, "labels", None))
+
+    def __len__(self) -> int:
+        return len(self.base)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> tuple[Any, Any]:
+        image, label = self.base[index][:2]
+        return (self.transform(image) if self.transform is not None else image), label
+
+
 def _color_mnist(root: Path, train: bool, transform: Callable | None) -> Dataset:
+    """Color-MNIST built from the raw MNIST files (biased colours for train, uniform for test)."""
     try:
         module = importlib.import_module(COLOR_MNIST_MODULE)
     except ModuleNotFoundError as error:
@@ -86,7 +103,9 @@ def _color_mnist(root: Path, train: bool, transform: Callable | None) -> Dataset
         raise ValueError(
             "dataset: 'colormnist' needs torch_semaug.data.color_mnist, which is not part of this install"
         ) from None
-    return module.ColorMNIST(str(root), train=train, transform=transform)
+    dataset = TransformedDataset(module.ColorMNIST.from_mnist(str(root), train=train), transform)
+    dataset.classes = [str(digit) for digit in range(10)]
+    return dataset
 
 
 def _folder(path: Path, train: bool, transform: Callable | None) -> Dataset:

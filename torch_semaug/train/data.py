@@ -52,7 +52,21 @@ class DataSetup:
     classes: list[str]
     in_chans: int
     img_size: int
-    with_latents: bool
+    layout: str  # what a training batch holds: "xy", "xyi" (+ dataset index) or "xyzi" (+ cached latent)
+
+
+class WithIndex(Dataset):
+    """Yield ``(image, label, index)``: per-example transform state (adaptive eps) needs the index."""
+
+    def __init__(self, base: Dataset) -> None:
+        self.base = base
+
+    def __len__(self) -> int:
+        return len(self.base)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> tuple:
+        image, label = self.base[index][:2]
+        return image, label, index
 
 
 def probe(args: argparse.Namespace) -> tuple[list[str], int, int]:
@@ -63,8 +77,9 @@ def probe(args: argparse.Namespace) -> tuple[list[str], int, int]:
 
 
 def build_datasets(args: argparse.Namespace, mean: tuple[float, ...], std: tuple[float, ...],
-                   cache: LatentCache | None) -> DataSetup:
-    """Train and validation datasets; with a cache the training set yields ``(x, y, latent, index)``.
+                   cache: LatentCache | None, index: bool = False) -> DataSetup:
+    """Train and validation datasets; with a cache the training set yields ``(x, y, latent, index)``,
+    with ``index`` (and no cache) ``(x, y, index)``.
 
     The cache is checked against the deterministic view of the full training split (before the subset
     is taken), so one cache serves every ``--train-subset``.
@@ -76,10 +91,13 @@ def build_datasets(args: argparse.Namespace, mean: tuple[float, ...], std: tuple
         view = create_dataset(args.dataset, args.data_root, "train", transform=encoding_transform(args.img_size))
         cache.check_dataset(view, "semaug_latents")
         train = LatentDataset(train, cache, return_index=True, verify=False)
+    elif index:
+        train = WithIndex(train)
     if args.train_subset < 1.0:
         train = Subset(train, subset_indices(args.dataset, len(train), args.train_subset, seed=0))
     val = create_dataset(args.dataset, args.data_root, "test", transform=eval_transform(args, mean, std))
-    return DataSetup(train, val, classes, in_chans, img_size, cache is not None)
+    layout = "xyzi" if cache is not None else ("xyi" if index else "xy")
+    return DataSetup(train, val, classes, in_chans, img_size, layout)
 
 
 def build_loaders(args: argparse.Namespace, data: DataSetup, drop_last: bool) -> tuple[DataLoader, DataLoader]:
