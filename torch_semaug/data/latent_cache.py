@@ -217,7 +217,13 @@ class LatentCache:
 
     def __getitem__(self, index: int | Sequence[int] | np.ndarray) -> Tensor:
         """One latent ``(*latent_shape)`` for an int, a batch for a sequence of indices (copied out)."""
-        return torch.from_numpy(np.array(self.array[index], dtype=np.float32))
+        if isinstance(index, int | np.integer):
+            return torch.from_numpy(np.array(self.array[index], dtype=np.float32))
+        order = np.asarray(index, dtype=np.int64)
+        ascending = np.argsort(order, kind="stable")
+        rows = np.empty((len(order), *self.latent_shape), dtype=np.float32)
+        rows[ascending] = self.array[order[ascending]]  # sorted reads walk the file forwards
+        return torch.from_numpy(rows)
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
