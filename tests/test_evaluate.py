@@ -71,7 +71,13 @@ def test_eval_defaults_follow_the_papers_and_skip_unknown_arguments():
         def __init__(self, generator, *, mode="random", restarts=1, p=1.0):
             pass
 
+    class FlowLike:  # FlowPerturb names its generator argument `flow`
+        def __init__(self, flow, *, mode="random", eps, norm="linf", step_size=None, steps=3):
+            pass
+
     assert defaults_for("latent_mix", AdvMixLike) == {"mode": "adversarial", "restarts": 10}
+    assert defaults_for("flow_perturb", FlowLike) == {"mode": "adversarial", "norm": "l2", "eps": 1.0,
+                                                      "step_size": 0.5, "steps": 3}
 
 
 def test_bad_attacks_are_reported_before_evaluating(trained):

@@ -1,7 +1,8 @@
 """Accuracy of a trained classifier on clean images and under each semantic attack (``semaug eval``).
 
-Attacks default to the papers' evaluation settings (AdvMix: Nr = 10 restarts, K = 20 steps; flow
-Adversarial-LA: the transform's own paper defaults; pixel PGD-20 at 8/255 for the identity baseline).
+Attacks default to the papers' evaluation settings (AdvMix: eps 0.03, step 0.005, Nr = 10 restarts, K = 20
+steps; flow Adversarial-LA on CIFAR-10: l2, eps 1.0, alpha 0.5, k = 3; pixel PGD-20 at 8/255 for the identity
+baseline); ``--attack-kwargs`` overrides any of them.
 The report is Markdown: a summary table, a per-class table and, per attack, a PNG grid of examples the
 attack turned from correct to wrong (original | variant | rescaled difference).
 """
@@ -33,8 +34,8 @@ from torch_semaug.transforms import SemanticTransform
 
 # The papers' evaluation settings; keys a transform does not take are left out for it.
 EVAL_DEFAULTS: dict[str, dict[str, Any]] = {
-    "latent_mix": {"mode": "adversarial", "restarts": 10, "steps": 20},
-    "flow_perturb": {"mode": "adversarial"},
+    "latent_mix": {"mode": "adversarial", "eps": 0.03, "step_size": 0.005, "steps": 20, "restarts": 10},
+    "flow_perturb": {"mode": "adversarial", "norm": "l2", "eps": 1.0, "step_size": 0.5, "steps": 3},
     "direction_edit": {"mode": "adversarial"},
     "adversarial_latent_attack": {"eps": 8 / 255, "step_size": 2 / 255, "steps": 20},
 }

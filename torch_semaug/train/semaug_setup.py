@@ -16,7 +16,9 @@ from torch_semaug.train.args import parse_kwargs
 from torch_semaug.transforms import SemanticTransform, get_transform_class, list_transforms
 
 # Generator kinds each transform needs, for transforms whose class does not declare ``generator_kinds``.
-REQUIRED_KINDS: dict[str, tuple[str, ...]] = {"latent_mix": ("stylegan2",), "flow_perturb": ("glow",)}
+REQUIRED_KINDS: dict[str, tuple[str, ...]] = {
+    "latent_mix": ("stylegan2",), "direction_edit": ("stylegan2",), "flow_perturb": ("glow",),
+}
 
 # --semaug-<flag> -> constructor argument
 FLAG_TO_KWARG = {"semaug_p": "p", "semaug_eps": "eps", "semaug_steps": "steps", "semaug_step_size": "step_size",
@@ -31,9 +33,10 @@ def check_transform_name(name: str, argument: str = "semaug") -> type[SemanticTr
 
 
 def accepted_kwargs(cls: type) -> tuple[set[str], bool]:
-    """Keyword names ``cls(...)`` accepts, and whether it takes ``**kwargs``."""
-    params = inspect.signature(cls.__init__).parameters.values()
-    names = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)} - {"self"}
+    """Keyword names ``cls(...)`` accepts besides the generator (its first argument), and whether it takes
+    ``**kwargs``."""
+    params = list(inspect.signature(cls.__init__).parameters.values())[2:]  # skip self and the generator
+    names = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
     return names, any(p.kind is p.VAR_KEYWORD for p in params)
 
 
@@ -44,7 +47,7 @@ def check_kwargs(cls: type, kwargs: dict[str, Any], argument: str) -> None:
     if unknown and not var_kw:
         raise ValueError(
             f"{argument}: {cls.__name__} takes no argument(s) {unknown}; it accepts "
-            f"{sorted(names - {'generator', 'model', 'rng', 'to_generator', 'from_generator'})}"
+            f"{sorted(names - {'model', 'rng', 'to_generator', 'from_generator'})}"
         )
 
 
@@ -96,7 +99,7 @@ def build_transform(name: str, generator: LatentGenerator, kwargs: dict[str, Any
               "rng": rng}
     extras = {k: v for k, v in extras.items() if (k in names or var_kw) and k not in kwargs}
     try:
-        return cls(generator=generator, **extras, **kwargs)
+        return cls(generator, **extras, **kwargs)  # the generator is the first argument of every transform
     except TypeError as error:
         raise ValueError(f"{argument}: cannot build {name} from {kwargs} ({error})") from None
 
