@@ -48,7 +48,6 @@ class IdentityGenerator(LatentGenerator):
         self.register_buffer("_device_anchor", torch.empty(0), persistent=False)
 
     def config(self) -> dict[str, Any]:
-        """Constructor arguments, saved with the checkpoint (pixel-PGD baselines load it by file)."""
         return {"image_shape": list(self.image_shape), "image_range": list(self.image_range), "prior": self.prior}
 
     @classmethod
