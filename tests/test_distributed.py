@@ -8,8 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from training_fixtures import make_image_folder
-
+from tests.training_fixtures import make_image_folder
 from torch_semaug import IdentityGenerator
 from torch_semaug.generators import save_generator
 from torch_semaug.train.classifier import rank_seed

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 from PIL import Image
-from training_fixtures import make_image_folder
 
+from tests.training_fixtures import make_image_folder
 from torch_semaug import IdentityGenerator
 from torch_semaug.cli import main as cli_main
 from torch_semaug.commands.eval import parse_attacks

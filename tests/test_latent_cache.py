@@ -8,8 +8,8 @@ import pickle
 import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
-from training_fixtures import TinyLinearGenerator, make_image_folder, registered
 
+from tests.training_fixtures import TinyLinearGenerator, make_image_folder, registered
 from torch_semaug import IdentityGenerator
 from torch_semaug.cli import main as cli_main
 from torch_semaug.data import LatentCache, LatentDataset

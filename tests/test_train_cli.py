@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from training_fixtures import TinyLinearGenerator, make_image_folder, registered
 
+from tests.training_fixtures import TinyLinearGenerator, make_image_folder, registered
 from torch_semaug import IdentityGenerator
 from torch_semaug.cli import main as cli_main
 from torch_semaug.data import LatentCache

@@ -76,8 +76,8 @@ def registered(transform_name: str = "test_random_nudge", generator_kind: str = 
     try:
         yield
     finally:
-        transform_registry._REGISTRY.pop(transform_name, None)
-        generator_io._KINDS.pop(generator_kind, None)
+        transform_registry._TRANSFORMS._classes.pop(transform_name, None)
+        generator_io._KINDS._classes.pop(generator_kind, None)
 
 
 def make_image_folder(root: Path, per_class: int = 6, classes: int = 2, size: int = 8, seed: int = 0,
