@@ -106,14 +106,15 @@ def run_training(args: argparse.Namespace) -> int:
     rank, main = accelerator.process_index, accelerator.is_main_process
     set_seed(args.seed)  # the same initial weights on every rank
 
-    classes, in_chans, _ = probe(args)
+    probed = probe(args)
+    classes, in_chans, _ = probed
     num_classes = args.num_classes or len(classes)
     model = timm.create_model(args.model, num_classes=num_classes, in_chans=args.in_chans or in_chans,
                               drop_rate=args.drop)
     mean, std = normalisation(args, model, in_chans)
     rng = torch.Generator(device=accelerator.device)
     semaug, cache = setup_semaug(args, mean, std, rng)
-    data = build_datasets(args, mean, std, cache, index=semaug is not None)
+    data = build_datasets(args, mean, std, cache, probed, index=semaug is not None)
     mixup_fn = None
     if args.mixup > 0 or args.cutmix > 0:
         mixup_fn = Mixup(mixup_alpha=args.mixup, cutmix_alpha=args.cutmix, prob=args.mixup_prob,

@@ -77,14 +77,14 @@ def probe(args: argparse.Namespace) -> tuple[list[str], int, int]:
 
 
 def build_datasets(args: argparse.Namespace, mean: tuple[float, ...], std: tuple[float, ...],
-                   cache: LatentCache | None, index: bool = False) -> DataSetup:
+                   cache: LatentCache | None, probed: tuple[list[str], int, int], index: bool = False) -> DataSetup:
     """Train and validation datasets; with a cache the training set yields ``(x, y, latent, index)``,
     with ``index`` (and no cache) ``(x, y, index)``.
 
     The cache is checked against the deterministic view of the full training split (before the subset
     is taken), so one cache serves every ``--train-subset``.
     """
-    classes, in_chans, img_size = probe(args)
+    classes, in_chans, img_size = probed  # what probe(args) found
     augment = cache is None and not args.no_aug
     train = create_dataset(args.dataset, args.data_root, "train", transform=train_transform(args, mean, std, augment))
     if cache is not None:
