@@ -2,10 +2,12 @@
 
 from torch_semaug.transforms.adversarial_latent_attack import AdversarialLatentAttack
 from torch_semaug.transforms.base import MoveContext, SemanticTransform
+from torch_semaug.transforms.direction_edit import DirectionEdit
 from torch_semaug.transforms.registry import create, get_transform_class, list_transforms, register_transform
 
 __all__ = [
     "AdversarialLatentAttack",
+    "DirectionEdit",
     "MoveContext",
     "SemanticTransform",
     "create",
