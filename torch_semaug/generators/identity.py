@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
 from torch_semaug._checks import check_choice
 from torch_semaug.generators.base import LatentGenerator
+from torch_semaug.generators.io import register_generator
 
 
+@register_generator("identity")
 class IdentityGenerator(LatentGenerator):
     """A generator whose latent is the image itself.
 
@@ -42,6 +46,13 @@ class IdentityGenerator(LatentGenerator):
         self.prior = prior
         # Parameter-free: an empty buffer lets .to(device) and .device work as for any generator.
         self.register_buffer("_device_anchor", torch.empty(0), persistent=False)
+
+    def config(self) -> dict[str, Any]:
+        return {"image_shape": list(self.image_shape), "image_range": list(self.image_range), "prior": self.prior}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> IdentityGenerator:
+        return cls(tuple(config["image_shape"]), tuple(config["image_range"]), config["prior"])
 
     def decode(self, latents: Tensor) -> Tensor:
         return latents

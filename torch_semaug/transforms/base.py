@@ -351,7 +351,10 @@ class SemanticTransform(v2.Transform):
 
     def _to_classifier_space(self, gen_images: Tensor, size: torch.Size, dtype: torch.dtype) -> Tensor:
         low, high = self.generator.image_range
-        gen_images = gen_images.clamp(low, high)
+        # Straight-through clamp: the classifier sees valid images, but the gradient is not cut at the
+        # range's edges, so a pixel (or GAN output) at the boundary can still move back inside, as in
+        # textbook PGD.
+        gen_images = gen_images.clamp(low, high).detach() + (gen_images - gen_images.detach())
         if tuple(gen_images.shape[-2:]) != tuple(size):
             gen_images = kornia.geometry.transform.resize(
                 gen_images, tuple(size), interpolation="bilinear", antialias=True

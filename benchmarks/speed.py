@@ -1,0 +1,190 @@
+"""Speed of each transform as a ratio to its floor, measured in the same run.
+
+The floor of an adversarial transform is what its inner loop cannot avoid: per step, one generator and one
+classifier forward+backward on the batch (for the identity generator, the classifier alone). Transform and
+floor are timed interleaved, repeat by repeat, and the medians are compared, so that load from other
+processes hits both alike.
+
+    python benchmarks/speed.py --scale cpu --out benchmarks/results/speed.md
+
+Scales: ``smoke`` (a tiny CNN, seconds; run by the tests), ``cpu`` (timm resnet18 at batch 128, 32 px, 2 CPU
+cores), ``paper`` (the same on a GPU, more repeats). Add a case by writing a function that takes a
+:class:`Setup` and returns :class:`Row` s, and listing it in ``CASES``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import platform
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch_semaug as ts  # noqa: E402
+from torch_semaug._io import write_text_atomic  # noqa: E402
+
+
+@dataclass
+class Setup:
+    """What every case gets: the classifier, a batch, its labels, and how to time things."""
+
+    scale: str
+    device: torch.device
+    model: nn.Module
+    images: torch.Tensor
+    labels: torch.Tensor
+    steps: int
+    repeats: int
+
+
+@dataclass
+class Row:
+    """One line of the results table."""
+
+    transform: str
+    config: str
+    seconds: float
+    floor_seconds: float
+    floor: str
+    peak_memory: str
+
+    @property
+    def ratio(self) -> float:
+        return self.seconds / self.floor_seconds
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_pair(run: Callable[[], object], floor: Callable[[], object], setup: Setup) -> tuple[float, float, str]:
+    """Median seconds of ``run`` and ``floor`` timed alternately, and the peak memory of ``run``."""
+    run(), floor()  # warm-up: allocator, kernels, lazy initialisation
+    run_times, floor_times = [], []
+    if setup.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(setup.device)
+    for _ in range(setup.repeats):
+        for fn, times in ((run, run_times), (floor, floor_times)):
+            _sync(setup.device)
+            start = time.perf_counter()
+            fn()
+            _sync(setup.device)
+            times.append(time.perf_counter() - start)
+    if setup.device.type == "cuda":
+        peak = f"{torch.cuda.max_memory_allocated(setup.device) / 2**20:.0f} MiB (CUDA peak)"
+    else:
+        peak = f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10:.0f} MiB (process max RSS)"
+    return statistics.median(run_times), statistics.median(floor_times), peak
+
+
+def classifier_step(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> None:
+    """One classifier forward+backward w.r.t. the input, parameters frozen: an attack step's floor."""
+    x = images.detach().requires_grad_(True)
+    torch.autograd.grad(F.cross_entropy(model(x), labels, reduction="sum"), x)
+
+
+def case_adversarial_latent_attack(setup: Setup) -> list[Row]:
+    """AdversarialLatentAttack over the identity generator (pixel PGD) vs steps x classifier fwd+bwd."""
+    model, images, labels, steps = setup.model, setup.images, setup.labels, setup.steps
+    generator = ts.IdentityGenerator(tuple(images.shape[1:])).to(setup.device)
+
+    def floor() -> None:
+        with ts.classifier_guard(model) as inner:
+            for _ in range(steps):
+                classifier_step(inner, images, labels)
+
+    rows = []
+    for early_stop in (False, True):
+        attack = ts.AdversarialLatentAttack(
+            generator, model, eps=8 / 255, step_size=2 / 255, steps=steps, early_stop=early_stop
+        )
+        seconds, floor_seconds, peak = time_pair(lambda a=attack: a(images, labels), floor, setup)
+        rows.append(Row("adversarial_latent_attack", f"identity, linf, {steps} steps, early_stop={early_stop}",
+                        seconds, floor_seconds, f"{steps} x classifier fwd+bwd", peak))
+    return rows
+
+
+CASES: dict[str, Callable[[Setup], list[Row]]] = {
+    "adversarial_latent_attack": case_adversarial_latent_attack,
+}
+
+SCALES = {
+    # scale: (model, batch, image size, steps, repeats)
+    "smoke": ("tiny", 8, 16, 2, 2),
+    "cpu": ("resnet18", 128, 32, 7, 5),
+    "paper": ("resnet18", 128, 32, 10, 20),
+}
+
+
+def build_model(name: str, channels: int, num_classes: int) -> nn.Module:
+    if name == "tiny":
+        return nn.Sequential(nn.Conv2d(channels, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                             nn.Flatten(), nn.Linear(8, num_classes))
+    import timm
+
+    return timm.create_model(name, num_classes=num_classes, in_chans=channels)
+
+
+def make_setup(scale: str, device: str, seed: int = 0) -> Setup:
+    model_name, batch, size, steps, repeats = SCALES[scale]
+    torch.manual_seed(seed)
+    dev = torch.device(device)
+    model = build_model(model_name, 3, 10).to(dev).train()
+    images = torch.rand(batch, 3, size, size, device=dev)
+    with torch.no_grad(), ts.classifier_guard(model) as inner:
+        labels = inner(images).argmax(1)  # every example starts correctly classified: early stop has work
+    return Setup(scale, dev, model, images, labels, steps, repeats)
+
+
+def markdown(rows: list[Row], setup: Setup, command: str, wall: float) -> str:
+    model_name, batch, size, _, _ = SCALES[setup.scale]
+    lines = [
+        "# Speed: each transform as a ratio to its floor",
+        "",
+        f"- command: `{command}`",
+        f"- date: {datetime.date.today().isoformat()}; machine: {platform.processor() or platform.machine()}, "
+        f"{torch.get_num_threads()} threads, device {setup.device}; torch {torch.__version__}",
+        f"- classifier: {model_name}, batch {batch}, {size}x{size} px; median of {setup.repeats} interleaved "
+        f"repeats; wall time {wall:.0f} s",
+        "",
+        "| transform | configuration | time / batch (ms) | floor (ms) | floor is | ratio | peak memory |",
+        "|---|---|---:|---:|---|---:|---|",
+    ]
+    for row in rows:
+        lines.append(f"| {row.transform} | {row.config} | {row.seconds * 1e3:.1f} | {row.floor_seconds * 1e3:.1f} "
+                     f"| {row.floor} | {row.ratio:.3f} | {row.peak_memory} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> list[Row]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scale", choices=list(SCALES), default="smoke")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--cases", nargs="*", choices=list(CASES), default=list(CASES))
+    parser.add_argument("--out", type=Path, help="write the Markdown table here (atomically)")
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    setup = make_setup(args.scale, args.device)
+    rows = [row for name in args.cases for row in CASES[name](setup)]
+    command = "python benchmarks/speed.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    table = markdown(rows, setup, command, time.perf_counter() - start)
+    print(table)
+    if args.out:
+        write_text_atomic(args.out, table)
+    return rows
+
+
+if __name__ == "__main__":
+    main()

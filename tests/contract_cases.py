@@ -1,0 +1,142 @@
+"""The cases every transform and generator runs through the contract suites.
+
+To put a new transform under the contract, append a :class:`TransformCase` to ``TRANSFORM_CASES``; for a
+generator, a :class:`GeneratorCase` to ``GENERATOR_CASES``. The suites live in ``test_transform_contract.py``
+and ``test_generator_contract.py``; they build everything from the factories here, so cases stay small,
+seeded and fast (16-32 px).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+import torch_semaug as ts
+from torch_semaug.generators import LatentGenerator
+from torch_semaug.transforms import SemanticTransform
+
+NUM_CLASSES = 5
+
+
+class SmallClassifier(nn.Module):
+    """A classifier with BatchNorm and Dropout, so the guard's invariants have something to break."""
+
+    def __init__(self, channels: int = 3, num_classes: int = NUM_CLASSES) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(channels, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(4)
+        )
+        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(0.3), nn.Linear(8 * 16, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def make_classifier(channels: int = 3, seed: int = 0) -> SmallClassifier:
+    torch.manual_seed(seed)
+    return SmallClassifier(channels)
+
+
+@dataclass
+class TransformCase:
+    """How to build one transform configuration for the contract suite.
+
+    Attributes:
+        id: pytest id.
+        make: ``make(p, rng, model) -> transform``; ``model`` is the classifier to bind (or ``None``).
+        image_shape: ``(C, H, W)`` of the classifier-space batches the suite feeds in.
+        adversarial: the mode calls the classifier (needs labels; per-sample calls must fail).
+        latents: ``latents(images) -> latents`` for cases fed cached latents; ``None`` encodes.
+        normalize: ``(mean, std)`` the transform was built with: the suite feeds ``(u - mean) / std`` for
+            images ``u`` in ``[0, 1]``; ``None`` feeds ``u`` itself.
+    """
+
+    id: str
+    make: Callable[[float, torch.Generator | None, nn.Module | None], SemanticTransform]
+    image_shape: tuple[int, int, int]
+    adversarial: bool
+    latents: Callable[[torch.Tensor], torch.Tensor] | None = None
+    normalize: tuple[tuple[float, ...], tuple[float, ...]] | None = None
+
+    def images(self, batch: int, seed: int = 0, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """A seeded batch in the classifier's space."""
+        images = torch.rand((batch, *self.image_shape), generator=torch.Generator().manual_seed(seed))
+        if self.normalize is not None:
+            mean, std = (torch.tensor(v).view(1, -1, 1, 1) for v in self.normalize)
+            images = (images - mean) / std
+        return images.to(dtype)
+
+
+@dataclass
+class GeneratorCase:
+    """How to build one generator for the generator contract suite.
+
+    Attributes:
+        id: pytest id.
+        make: ``make() -> generator`` (seeded, tiny).
+        exact_encode: ``decode(encode(x))`` reproduces ``x`` within ``round_trip_tol``.
+        images: ``images(n) -> (n, *image_shape)`` real-looking inputs in the generator's range for the
+            round trip; ``None`` uses ``decode(sample_latent(n))``.
+        round_trip_tol: absolute tolerance of the round trip.
+    """
+
+    id: str
+    make: Callable[[], LatentGenerator]
+    exact_encode: bool = False
+    images: Callable[[int], torch.Tensor] | None = None
+    round_trip_tol: float = 1e-4
+    extra: dict = field(default_factory=dict)
+
+
+def _identity_attack(**kwargs) -> Callable[..., SemanticTransform]:
+    def make(p: float, rng: torch.Generator | None, model: nn.Module | None) -> SemanticTransform:
+        generator = ts.IdentityGenerator((3, 16, 16))
+        return ts.AdversarialLatentAttack(generator, model, p=p, rng=rng, **kwargs)
+
+    return make
+
+
+TRANSFORM_CASES: list[TransformCase] = [
+    TransformCase(
+        "adversarial_latent_attack-linf",
+        _identity_attack(eps=8 / 255, step_size=2 / 255, steps=3),
+        (3, 16, 16),
+        adversarial=True,
+    ),
+    TransformCase(
+        "adversarial_latent_attack-l2-restarts-early-stop",
+        _identity_attack(eps=0.5, step_size=0.2, steps=2, norm="l2", restarts=2, random_start=True,
+                         early_stop=True),
+        (3, 16, 16),
+        adversarial=True,
+    ),
+    TransformCase(
+        "adversarial_latent_attack-normalised-slice",
+        lambda p, rng, model: ts.AdversarialLatentAttack(
+            ts.IdentityGenerator((3, 16, 16), image_range=(-1.0, 1.0)), model, eps=0.05, step_size=0.02,
+            steps=2, latent_slice=slice(0, 2), p=p, rng=rng, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3),
+        ),
+        (3, 16, 16),
+        adversarial=True,
+        normalize=((0.5, 0.4, 0.3), (0.2, 0.25, 0.3)),
+    ),
+    TransformCase(
+        "adversarial_latent_attack-cached-latents",
+        _identity_attack(eps=8 / 255, step_size=2 / 255, steps=2),
+        (3, 16, 16),
+        adversarial=True,
+        latents=lambda images: images.clone(),
+    ),
+]
+
+
+def _identity_generator() -> LatentGenerator:
+    return ts.IdentityGenerator((3, 16, 16), image_range=(-1.0, 1.0))
+
+
+GENERATOR_CASES: list[GeneratorCase] = [
+    GeneratorCase("identity", _identity_generator, exact_encode=True),
+]
