@@ -1,6 +1,7 @@
 """A tiny W+ generator for tests: the StyleGAN2 interface (mapping, w_avg, W+ synthesis blocks) in 16 px.
 
-Not a GAN: random weights, but every part the direction code touches behaves like StyleGAN2's. Each
+Not a GAN: random weights, but every part the direction code touches behaves like StyleGAN2's; ``encode``
+is a fixed random projection standing in for an attached encoder. Each
 synthesis block reads its own W+ layer, so edits restricted to a layer range change only those blocks.
 With ``linear=True`` the mapping is ``w = z @ M + b`` and the first block is affine in its W+ layer,
 which gives tests analytic principal directions to compare against.
@@ -91,6 +92,9 @@ class ToyWPlusGenerator(LatentGenerator):
         self.synthesis = _Synthesis(w_dim, channels, 1.0 if linear else 0.2)
         with torch.no_grad():
             self.register_buffer("w_avg", self.mapping_net(torch.randn(4096, z_dim)).mean(0))
+        # A stand-in encoder (fixed random projection of a 2x2 thumbnail), so calls without cached
+        # latents work as with a real attached encoder.
+        self.register_buffer("encoder_weight", torch.randn(12, w_dim) * 0.5)
 
     def config(self) -> dict[str, Any]:
         return dict(z_dim=self.z_dim, w_dim=self.w_dim, channels=self.channels, linear=self.linear, seed=self.seed)
@@ -110,6 +114,11 @@ class ToyWPlusGenerator(LatentGenerator):
 
     def decode(self, latents: Tensor) -> Tensor:
         return self.synthesis(latents)
+
+    def encode(self, images: Tensor) -> Tensor:
+        thumb = F.adaptive_avg_pool2d(images, 2).flatten(1)
+        w = self.w_avg + thumb @ self.encoder_weight
+        return w.unsqueeze(1).expand(-1, self.num_ws, -1).contiguous()
 
     def mix(self, w_content: Tensor, w_style: Tensor, split: int) -> Tensor:
         return torch.cat([w_content[:, :split], w_style[:, split:]], dim=1)
