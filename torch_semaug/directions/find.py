@@ -121,8 +121,11 @@ def sample_features(
 
 def _pca(features: Tensor, k: int, seed: int) -> tuple[Tensor, Tensor, Tensor]:
     """Top-``k`` principal axes ``(k, D)``, coordinates ``(N, k)`` and explained-variance ratios ``(k,)``."""
-    centered = features.double() - features.double().mean(0)
-    if features.shape[1] <= 4096:
+    # Float64 where it is cheap; wide activations (10k x 8k floats) stay float32 to bound memory.
+    wide = features.shape[1] > 4096
+    centered = features.float() if wide else features.double()
+    centered = centered - centered.mean(0)
+    if not wide:
         _, s, vh = torch.linalg.svd(centered, full_matrices=False)
         axes, s_top = vh[:k], s[:k]
     else:
@@ -134,8 +137,8 @@ def _pca(features: Tensor, k: int, seed: int) -> tuple[Tensor, Tensor, Tensor]:
     # A deterministic sign: the largest-magnitude entry of each axis is positive.
     signs = torch.sign(axes.gather(1, axes.abs().argmax(1, keepdim=True)))
     axes = axes * signs
-    total = centered.pow(2).sum()
-    return axes, centered @ axes.T, (s_top.pow(2) / total)
+    total = centered.pow(2).sum(dtype=torch.float64)
+    return axes.double(), (centered @ axes.T).double(), (s_top.double().pow(2) / total)
 
 
 def _umap(features: Tensor, k: int, seed: int, input_dim: int | None, n_neighbors: int, progress: bool) -> Tensor:
