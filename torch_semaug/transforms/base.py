@@ -266,11 +266,14 @@ class SemanticTransform(v2.Transform):
         """NaTra's adaptive label smoothing of the moved examples; the others get their one-hot."""
         if self.label_smoothing == 0 or labels is None:
             return labels
+        if width is not None:
+            self.__dict__["_logits_width"] = width  # remembered for batches where no example is attacked
+        width = self.__dict__.get("_logits_width")
         num_classes = self.num_classes or (labels.shape[1] if labels.ndim == 2 else width)
         if num_classes is None:
             raise ValueError(
                 "num_classes: label smoothing needs the number of classes; pass num_classes=... (no example "
-                "reached the classifier in this batch to read it from the logits)"
+                "has reached the classifier yet to read it from the logits)"
             )
         if index.numel() and eps_used is None:
             raise RuntimeError(f"{type(self).__name__}._move must call ctx.eps() for label smoothing")
