@@ -16,6 +16,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from torch_semaug._io import write_atomic
+from torch_semaug._registry import Registry
 from torch_semaug.generators.base import LatentGenerator
 
 FORMAT = "torch_semaug.generator/1"
@@ -32,24 +33,18 @@ class Configurable(Protocol):
     def from_config(cls, config: dict[str, Any]) -> LatentGenerator: ...
 
 
-_KINDS: dict[str, type] = {}
 _C = TypeVar("_C", bound=type)
+_KINDS: Registry[type] = Registry("generator kind", "generator_kind")
 
 
 def register_generator(kind: str) -> Callable[[_C], _C]:
     """Class decorator: the class (with ``config()``/``from_config``) is saved and loaded under ``kind``."""
-
-    def decorator(cls: _C) -> _C:
-        _KINDS[kind] = cls
-        cls.generator_kind = kind
-        return cls
-
-    return decorator
+    return _KINDS.register(kind)
 
 
 def generator_kinds() -> list[str]:
     """Kinds that :func:`load_generator` can build."""
-    return sorted(_KINDS)
+    return _KINDS.names()
 
 
 def save_generator(generator: LatentGenerator, path: str | os.PathLike[str], **extra: str) -> None:
@@ -61,7 +56,7 @@ def save_generator(generator: LatentGenerator, path: str | os.PathLike[str], **e
         extra: further string metadata (e.g. the command that trained it).
     """
     kind = getattr(generator, "generator_kind", None)
-    if kind not in _KINDS:
+    if kind not in generator_kinds():
         raise TypeError(
             f"generator: expected a generator of a registered kind {generator_kinds()}, got {type(generator).__name__}"
         )
@@ -103,9 +98,7 @@ def load_generator(
     found = metadata.get("kind")
     if kind is not None and found != kind:
         raise ValueError(f"path: expected a {kind!r} generator checkpoint, got a {found!r} one at {os.fspath(path)!r}")
-    if found not in _KINDS:
-        raise ValueError(f"path: unknown generator kind {found!r} (known: {generator_kinds()})")
-    generator = _KINDS[found].from_config(json.loads(metadata["config"]))
+    generator = _KINDS.get(found, "path").from_config(json.loads(metadata["config"]))
     try:
         state = load_file(os.fspath(path))
     except (SafetensorError, OSError) as error:
