@@ -162,9 +162,49 @@ def case_flow_perturb(setup: Setup) -> list[Row]:
     return rows
 
 
+def wplus_generator(device: torch.device, resolution: int = 32) -> nn.Module:
+    """A randomly initialised StyleGAN2 (the cost of a step does not depend on training), or, on a branch
+    without it, the tiny W+ test generator."""
+    stylegan2 = getattr(ts.generators, "StyleGAN2", None)
+    if stylegan2 is not None:
+        torch.manual_seed(0)
+        return stylegan2(resolution).to(device).freeze()
+    from tests.wplus_toy import ToyWPlusGenerator
+
+    return ToyWPlusGenerator(w_dim=64, z_dim=64, channels=64).to(device)
+
+
+def case_direction_edit(setup: Setup) -> list[Row]:
+    """Adversarial DirectionEdit vs steps x (generator + classifier fwd+bwd), on cached W+ latents."""
+    model, labels, steps = setup.model, setup.labels, setup.steps
+    generator = wplus_generator(setup.device)
+    size = generator.image_shape[1:]
+    images = F.interpolate(setup.images, size=size, mode="bilinear", antialias=True).clamp(0, 1)
+    latents = generator.sample_latent(images.shape[0], torch.Generator(setup.device).manual_seed(0))
+    directions = ts.find_directions(generator, n_components=10, num_samples=1000, progress=False)
+
+    def floor() -> None:
+        with ts.classifier_guard(model) as inner:
+            for _ in range(steps):
+                z = latents.detach().requires_grad_(True)
+                x = (generator.decode(z) + 1) / 2
+                torch.autograd.grad(F.cross_entropy(inner(x), labels, reduction="sum"), z)
+
+    rows = []
+    for layers in (None, (0, 4)):
+        edit = ts.DirectionEdit(generator, directions, model=model, mode="adversarial", eps=1.0, steps=steps,
+                                layers=layers)
+        seconds, floor_seconds, peak = time_pair(lambda e=edit: e(images, labels, latents=latents), floor, setup)
+        rows.append(Row("direction_edit", f"{type(generator).__name__} {size[0]} px, 10 directions, layers={layers}, "
+                        f"{steps} steps", seconds, floor_seconds, f"{steps} x (generator + classifier fwd+bwd)",
+                        peak))
+    return rows
+
+
 CASES: dict[str, Callable[[Setup], list[Row]]] = {
     "adversarial_latent_attack": case_adversarial_latent_attack,
     "flow_perturb": case_flow_perturb,
+    "direction_edit": case_direction_edit,
 }
 
 SCALES = {

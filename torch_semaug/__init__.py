@@ -1,9 +1,11 @@
 """torch_semaug: semantic data augmentation through frozen generative models."""
 
-from torch_semaug.attacks import classifier_guard, latent_pgd
+from torch_semaug.attacks import AdaptiveEps, classifier_guard, latent_pgd
+from torch_semaug.directions import Directions, find_directions
 from torch_semaug.generators import Glow, IdentityGenerator, LatentGenerator, from_freia, from_normflows
 from torch_semaug.transforms import (
     AdversarialLatentAttack,
+    DirectionEdit,
     FlowPerturb,
     SemanticTransform,
     create,
@@ -14,18 +16,22 @@ from torch_semaug.transforms import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "AdversarialLatentAttack",
-    "FlowPerturb",
-    "Glow",
-    "IdentityGenerator",
-    "LatentGenerator",
-    "SemanticTransform",
     "__version__",
+    "AdaptiveEps",
+    "AdversarialLatentAttack",
     "classifier_guard",
     "create",
+    "DirectionEdit",
+    "Directions",
+    "find_directions",
+    "FlowPerturb",
     "from_freia",
     "from_normflows",
+    "Glow",
+    "IdentityGenerator",
     "latent_pgd",
+    "LatentGenerator",
     "list_transforms",
     "register_transform",
+    "SemanticTransform",
 ]
