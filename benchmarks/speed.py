@@ -116,6 +116,88 @@ def case_adversarial_latent_attack(setup: Setup) -> list[Row]:
     return rows
 
 
+# scale: Glow (levels, steps, width) at the batch's resolution; cpu is `semaug train-generator glow --scale cpu`
+GLOW_SIZES = {"smoke": (2, 1, 8), "cpu": (3, 8, 64), "paper": (3, 32, 512)}
+
+
+def make_glow(setup: Setup) -> ts.Glow:
+    """A Glow of the scale's size with its actnorm layers initialised on the batch (weights do not matter)."""
+    levels, steps, width = GLOW_SIZES[setup.scale]
+    torch.manual_seed(0)
+    glow = ts.Glow(tuple(setup.images.shape[1:]), levels=levels, steps=steps, width=width).to(setup.device)
+    glow.initialize(setup.images)
+    return glow.freeze()
+
+
+def case_flow_perturb(setup: Setup) -> list[Row]:
+    """FlowPerturb A-LA vs steps x (Glow decode + classifier fwd+bwd) + one encode; R-LA vs encode + decode."""
+    model, images, labels, steps = setup.model, setup.images, setup.labels, setup.steps
+    glow = make_glow(setup)
+    flow_steps = min(steps, 3)  # the paper's k = 3
+
+    def adversarial_floor() -> None:
+        with torch.no_grad():
+            z = glow.encode(images)
+        with ts.classifier_guard(model) as inner:
+            for _ in range(flow_steps):
+                z_var = z.detach().requires_grad_(True)
+                loss = F.cross_entropy(inner(glow.decode(z_var)), labels, reduction="sum")
+                torch.autograd.grad(loss, z_var)
+
+    def random_floor() -> None:
+        with torch.no_grad():
+            glow.decode(glow.encode(images))
+
+    ala = ts.FlowPerturb(glow, mode="adversarial", eps=1.0, norm="l2", step_size=0.5, steps=flow_steps, model=model)
+    rla = ts.FlowPerturb(glow, mode="random", eps=0.25, norm="linf")
+    levels, glow_steps, width = GLOW_SIZES[setup.scale]
+    glow_name = f"Glow L{levels} K{glow_steps} w{width}"
+    rows = []
+    seconds, floor_seconds, peak = time_pair(lambda: ala(images, labels), adversarial_floor, setup)
+    rows.append(Row("flow_perturb", f"adversarial (A-LA), {glow_name}, l2 eps 1.0, {flow_steps} steps", seconds,
+                    floor_seconds, f"{flow_steps} x (Glow decode + classifier fwd+bwd) + encode", peak))
+    seconds, floor_seconds, peak = time_pair(lambda: rla(images, labels), random_floor, setup)
+    rows.append(Row("flow_perturb", f"random (R-LA), {glow_name}, linf eps 0.25", seconds, floor_seconds,
+                    "Glow encode + decode", peak))
+    return rows
+
+
+def wplus_generator(device: torch.device, resolution: int = 32) -> nn.Module:
+    """A randomly initialised StyleGAN2 (the cost of a step does not depend on training), or, on a branch
+    without it, the tiny W+ test generator."""
+    stylegan2 = getattr(ts.generators, "StyleGAN2", None)
+    if stylegan2 is not None:
+        torch.manual_seed(0)
+        return stylegan2(resolution).to(device).freeze()
+    from tests.wplus_toy import ToyWPlusGenerator
+
+    return ToyWPlusGenerator(w_dim=64, z_dim=64, channels=64).to(device)
+
+
+def case_direction_edit(setup: Setup) -> list[Row]:
+    """Adversarial DirectionEdit vs steps x (generator + classifier fwd+bwd), on cached W+ latents."""
+    model, labels, steps = setup.model, setup.labels, setup.steps
+    generator = wplus_generator(setup.device)
+    size = generator.image_shape[1:]
+    images = F.interpolate(setup.images, size=size, mode="bilinear", antialias=True).clamp(0, 1)
+    latents = generator.sample_latent(images.shape[0], torch.Generator(setup.device).manual_seed(0))
+    directions = ts.find_directions(generator, n_components=10, num_samples=1000, progress=False)
+
+    def floor() -> None:
+        with ts.classifier_guard(model) as inner:
+            for _ in range(steps):
+                z = latents.detach().requires_grad_(True)
+                x = (generator.decode(z) + 1) / 2
+                torch.autograd.grad(F.cross_entropy(inner(x), labels, reduction="sum"), z)
+
+    rows = []
+    for layers in (None, (0, 4)):
+        edit = ts.DirectionEdit(generator, directions, model=model, mode="adversarial", eps=1.0, steps=steps,
+                                layers=layers)
+        seconds, floor_seconds, peak = time_pair(lambda e=edit: e(images, labels, latents=latents), floor, setup)
+        rows.append(Row("direction_edit", f"{type(generator).__name__} {size[0]} px, 10 directions, layers={layers}, "
+                        f"{steps} steps", seconds, floor_seconds, f"{steps} x (generator + classifier fwd+bwd)",
+                        peak))
 def _speed_stylegan(setup: Setup) -> ts.StyleGAN2:
     """A StyleGAN2 at the batch's resolution: tiny for smoke, the 32 px default (1.3 M parameters) otherwise."""
     torch.manual_seed(0)
@@ -188,6 +270,8 @@ def case_encoders(setup: Setup) -> list[Row]:
 
 CASES: dict[str, Callable[[Setup], list[Row]]] = {
     "adversarial_latent_attack": case_adversarial_latent_attack,
+    "flow_perturb": case_flow_perturb,
+    "direction_edit": case_direction_edit,
     "latent_mix": case_latent_mix,
     "encoders": case_encoders,
 }

@@ -8,6 +8,8 @@ seeded and fast (16-32 px).
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -133,6 +135,47 @@ TRANSFORM_CASES: list[TransformCase] = [
 ]
 
 
+@functools.cache
+def _toy_wplus() -> tuple[LatentGenerator, ts.Directions]:
+    """The tiny W+ generator and its PCA directions, built once per test session."""
+    from tests.wplus_toy import ToyWPlusGenerator
+
+    generator = ToyWPlusGenerator()
+    return generator, ts.find_directions(generator, n_components=4, num_samples=300, progress=False)
+
+
+def _toy_latents(images: torch.Tensor) -> torch.Tensor:
+    """Cached W+ latents of a batch: drawn from the prior, seeded by the batch size (no encoder needed)."""
+    generator, _ = _toy_wplus()
+    return generator.sample_latent(images.shape[0], torch.Generator().manual_seed(images.shape[0])).to(images.dtype)
+
+
+def _direction_edit(**kwargs) -> Callable[..., SemanticTransform]:
+    def make(p: float, rng: torch.Generator | None, model: nn.Module | None) -> SemanticTransform:
+        generator, directions = _toy_wplus()
+        return ts.DirectionEdit(generator, directions, model=model, p=p, rng=rng, **kwargs)
+
+    return make
+
+
+TRANSFORM_CASES += [
+    TransformCase(
+        "direction_edit-random-layers", _direction_edit(components=[0, 2], layers=(1, 3)), (3, 16, 16),
+        adversarial=False, latents=_toy_latents,
+    ),
+    TransformCase(
+        "direction_edit-adversarial", _direction_edit(mode="adversarial", eps=1.0, steps=2), (3, 16, 16),
+        adversarial=True, latents=_toy_latents,
+    ),
+    TransformCase(
+        "direction_edit-adversarial-restarts-early-stop-resized",
+        _direction_edit(mode="adversarial", strength=(-1.0, 3.0), steps=2, restarts=2, random_start=True,
+                        early_stop=True, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)),
+        (3, 24, 24), adversarial=True, latents=_toy_latents, normalize=((0.5, 0.5, 0.5), (0.25, 0.25, 0.25)),
+    ),
+]
+
+
 def _identity_generator() -> LatentGenerator:
     return ts.IdentityGenerator((3, 16, 16), image_range=(-1.0, 1.0))
 
@@ -142,7 +185,80 @@ GENERATOR_CASES: list[GeneratorCase] = [
 ]
 
 
-# -- StyleGAN2 and LatentMix -------------------------------------------------------------------------------
+# -- flows: Glow, the normflows / FrEIA adapters, FlowPerturb (R-LA / A-LA) ----------------------------------
+
+def _flow_perturb(**kwargs) -> Callable[..., SemanticTransform]:
+    def make(p: float, rng: torch.Generator | None, model: nn.Module | None) -> SemanticTransform:
+        from tests.flow_factories import tiny_glow
+
+        return ts.FlowPerturb(tiny_glow(), model=model, p=p, rng=rng, **kwargs)
+
+    return make
+
+
+def _glow_latents(images: torch.Tensor) -> torch.Tensor:
+    from tests.flow_factories import tiny_glow
+
+    with torch.no_grad():
+        return tiny_glow().encode(images.float().clamp(0, 1)).to(images.dtype)
+
+
+TRANSFORM_CASES += [
+    TransformCase("flow_perturb-random-linf", _flow_perturb(eps=0.25, norm="linf"), (3, 16, 16), adversarial=False),
+    TransformCase("flow_perturb-random-untruncated", _flow_perturb(eps=0.1, norm=None), (3, 16, 16),
+                  adversarial=False),
+    TransformCase(
+        "flow_perturb-random-l2-normalised",
+        _flow_perturb(eps=1.0, norm="l2", mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3)),
+        (3, 16, 16),
+        adversarial=False,
+        normalize=((0.5, 0.4, 0.3), (0.2, 0.25, 0.3)),
+    ),
+    TransformCase("flow_perturb-adversarial-l2", _flow_perturb(mode="adversarial", eps=1.0, norm="l2",
+                                                               step_size=0.5, steps=2), (3, 16, 16), adversarial=True),
+    TransformCase(
+        "flow_perturb-adversarial-linf-cached-latents",
+        _flow_perturb(mode="adversarial", eps=0.1, norm="linf", steps=2, restarts=2, random_start=True),
+        (3, 16, 16),
+        adversarial=True,
+        latents=_glow_latents,
+    ),
+]
+
+
+def _glow_case() -> LatentGenerator:
+    from tests.flow_factories import tiny_glow
+
+    return tiny_glow()
+
+
+def _flow_images(n: int) -> torch.Tensor:
+    from tests.flow_factories import smooth_images
+
+    return smooth_images(n, seed=1)
+
+
+def _normflows_case() -> LatentGenerator:
+    from tests.flow_factories import normflows_multiscale
+
+    return ts.from_normflows(normflows_multiscale(), (3, 16, 16))
+
+
+def _freia_case() -> LatentGenerator:
+    from tests.flow_factories import freia_graph
+
+    return ts.from_freia(freia_graph(), (3, 16, 16))
+
+
+GENERATOR_CASES.append(GeneratorCase("glow", _glow_case, exact_encode=True, images=_flow_images))
+if importlib.util.find_spec("normflows") is not None:  # the optional `flows` extra
+    GENERATOR_CASES.append(GeneratorCase("normflows-multiscale", _normflows_case, exact_encode=True,
+                                         images=_flow_images))
+if importlib.util.find_spec("FrEIA") is not None:
+    GENERATOR_CASES.append(GeneratorCase("freia-graph", _freia_case, exact_encode=True, images=_flow_images))
+
+
+# -- StyleGAN2 and LatentMix (RandMix / AdvMix) -------------------------------------------------------------
 
 _STYLEGAN_TINY = dict(z_dim=16, w_dim=16, mapping_layers=2, channel_base=256, channel_max=16)
 
@@ -159,7 +275,7 @@ def _stylegan_latents(images: torch.Tensor) -> torch.Tensor:
 def _latent_mix(encoder: bool = False, **kwargs) -> Callable[..., SemanticTransform]:
     def make(p: float, rng: torch.Generator | None, model: nn.Module | None) -> SemanticTransform:
         generator = _stylegan2()
-        if encoder:
+        if encoder:  # an (untrained) learned encoder, so calls without latents= encode the images
             from torch_semaug.generators.encoders import LearnedEncoder
 
             torch.manual_seed(1)
@@ -184,4 +300,4 @@ TRANSFORM_CASES += [
     ),
 ]
 
-GENERATOR_CASES += [GeneratorCase("stylegan2", _stylegan2)]
+GENERATOR_CASES.append(GeneratorCase("stylegan2", _stylegan2))
