@@ -42,12 +42,12 @@ def test_perceptual_distance_sources():
 
 def test_optimization_encoder_improves_and_is_batch_independent(gen, targets):
     start = psnr(gen.decode(gen.broadcast(gen.w_avg[None].expand(4, -1))), targets)
-    enc = OptimizationEncoder(gen, steps=20, lr=0.1, batch_size=4, mixing_weight=0.0)
+    enc = OptimizationEncoder(gen, steps=12, lr=0.15, batch_size=4, mixing_weight=0.0)
     w = enc.encode(targets)
     assert w.shape == (4, 6, 16)
     gain = psnr(gen.decode(w), targets) - start
     assert gain.min() > 1.0, gain
-    split = OptimizationEncoder(gen, steps=20, lr=0.1, batch_size=2, mixing_weight=0.0).encode(targets)
+    split = OptimizationEncoder(gen, steps=12, lr=0.15, batch_size=2, mixing_weight=0.0).encode(targets)
     assert torch.allclose(w, split, atol=1e-3)
     with pytest.raises(ValueError, match="images"):
         enc.encode(torch.zeros(2, 3, 8, 8))
@@ -56,7 +56,7 @@ def test_optimization_encoder_improves_and_is_batch_independent(gen, targets):
 def test_learned_encoder_trains_saves_and_attaches(tmp_path, gen, targets):
     enc = LearnedEncoder(gen, width=8)
     before = psnr(gen.decode(enc.encode(targets)), targets).mean()
-    losses = enc.fit(steps=25, batch_size=4, lr=0.003, real_images=[targets], progress=False)
+    losses = enc.fit(steps=15, batch_size=4, lr=0.003, real_images=[targets], progress=False)
     assert sum(losses[-5:]) < sum(losses[:5])
     w = enc.encode(targets)
     assert w.shape == (4, 6, 16)
@@ -80,3 +80,22 @@ def test_learned_encoder_trains_saves_and_attaches(tmp_path, gen, targets):
     other = StyleGAN2(32, **TINY)
     with pytest.raises(ValueError, match="encoder expects"):
         loaded.set_generator(other)
+
+
+def test_semaug_encode_with_an_encoder_spec(tmp_path, capsys, gen):
+    from tests.training_fixtures import make_image_folder
+    from torch_semaug.cli import main as cli_main
+    from torch_semaug.data.latent_cache import LatentCache
+
+    make_image_folder(tmp_path / "imgs", per_class=2, size=16)
+    gen.save(tmp_path / "g.safetensors")
+    argv = ["encode", "--generator", str(tmp_path / "g.safetensors"), "--data", f"folder:{tmp_path / 'imgs'}",
+            "--out", str(tmp_path / "lat"), "-j", "0", "-b", "4", "--device", "cpu", "--encoder", "optimize:3"]
+    assert cli_main(argv) == 0
+    assert " dB" in capsys.readouterr().out
+    assert LatentCache.open(tmp_path / "lat").shape == (4, 6, 16)
+    enc = LearnedEncoder(gen, width=4)
+    enc.save(tmp_path / "enc.safetensors")
+    argv[6], argv[-1] = str(tmp_path / "lat2"), f"{tmp_path / 'enc.safetensors'}:2"
+    assert cli_main(argv) == 0
+    assert LatentCache.open(tmp_path / "lat2").shape == (4, 6, 16)

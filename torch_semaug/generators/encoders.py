@@ -331,3 +331,18 @@ def _cycle(batches: Iterable[Tensor]) -> Iterator[Tensor]:
             yield batch[0] if isinstance(batch, list | tuple) else batch
         if empty:
             raise ValueError("real_images: got an empty iterable")
+
+
+def encoder_from_spec(
+    spec: str, generator: StyleGAN2, *, batch_size: int = 256
+) -> LearnedEncoder | OptimizationEncoder:
+    """An encoder from a command-line string: a :class:`LearnedEncoder` ``.safetensors`` path (optionally
+    ``PATH:REFINE_STEPS``), or ``optimize[:STEPS]`` for optimisation inversion (default 200 steps)."""
+    if spec == "optimize" or spec.startswith("optimize:"):
+        steps = int(spec.split(":", 1)[1]) if ":" in spec else 200
+        return OptimizationEncoder(generator, steps=steps, batch_size=batch_size)
+    path, _, refine = spec.rpartition(":") if spec.rsplit(":", 1)[-1].isdigit() else (spec, "", "")
+    encoder = LearnedEncoder.load(path, generator=generator).to(generator.device)
+    if refine:
+        encoder.refine_steps = int(refine)
+    return encoder
