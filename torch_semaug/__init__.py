@@ -2,10 +2,19 @@
 
 from torch_semaug.attacks import AdaptiveEps, classifier_guard, latent_pgd
 from torch_semaug.directions import Directions, find_directions
-from torch_semaug.generators import IdentityGenerator, LatentGenerator
+from torch_semaug.generators import (
+    Glow,
+    IdentityGenerator,
+    LatentGenerator,
+    StyleGAN2,
+    from_freia,
+    from_normflows,
+)
 from torch_semaug.transforms import (
     AdversarialLatentAttack,
     DirectionEdit,
+    FlowPerturb,
+    LatentMix,
     SemanticTransform,
     create,
     list_transforms,
@@ -15,18 +24,24 @@ from torch_semaug.transforms import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "__version__",
     "AdaptiveEps",
     "AdversarialLatentAttack",
-    "DirectionEdit",
-    "Directions",
-    "IdentityGenerator",
-    "LatentGenerator",
-    "SemanticTransform",
-    "__version__",
     "classifier_guard",
     "create",
+    "DirectionEdit",
+    "Directions",
     "find_directions",
+    "FlowPerturb",
+    "from_freia",
+    "from_normflows",
+    "Glow",
+    "IdentityGenerator",
     "latent_pgd",
+    "LatentGenerator",
+    "LatentMix",
     "list_transforms",
     "register_transform",
+    "SemanticTransform",
+    "StyleGAN2",
 ]

@@ -15,6 +15,9 @@ from collections.abc import Sequence
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "directions": ("find latent directions (PCA or UMAP), draw a slider grid", "torch_semaug.commands.directions"),
     "info": ("print versions, devices and threads", "torch_semaug.commands.info"),
+    "encode": ("encode a dataset once into a latent cache", "torch_semaug.commands.encode"),
+    "train": ("train a timm classifier with a semantic transform", "torch_semaug.commands.train"),
+    "eval": ("accuracy of a trained classifier under semantic attacks", "torch_semaug.commands.eval"),
     "train-generator": ("train a generator (stylegan2 or glow) on images", "torch_semaug.commands.train_generator"),
 }
 

@@ -29,6 +29,22 @@ from torch_semaug.transforms.context import MoveContext, WidthRecorder
 ImageMap = Callable[[Tensor], Tensor]
 
 
+class _StraightThroughClamp(torch.autograd.Function):
+    """Clamp in the forward pass, identity in the backward pass.
+
+    The classifier sees valid images, but the gradient is not cut at the range's edges, so a pixel (or a
+    GAN output) at the boundary can still move back inside, as in textbook PGD.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, images: Tensor, low: float, high: float) -> Tensor:
+        return images.clamp(low, high)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
+        return grad, None, None
+
+
 def _channel_stats(value: float | Sequence[float] | None, name: str) -> tuple[float, ...] | None:
     if value is None:
         return None
@@ -354,20 +370,23 @@ class SemanticTransform(v2.Transform):
 
     def _to_classifier_space(self, gen_images: Tensor, size: torch.Size, dtype: torch.dtype) -> Tensor:
         low, high = self.generator.image_range
-        # Straight-through clamp: the classifier sees valid images, but the gradient is not cut at the
-        # range's edges, so a pixel (or GAN output) at the boundary can still move back inside, as in
-        # textbook PGD.
-        gen_images = gen_images.clamp(low, high).detach() + (gen_images - gen_images.detach())
+        gen_images = _StraightThroughClamp.apply(gen_images, low, high)
         if tuple(gen_images.shape[-2:]) != tuple(size):
             gen_images = kornia.geometry.transform.resize(
                 gen_images, tuple(size), interpolation="bilinear", antialias=True
             )
         if self._from_generator_fn is not None:
             return self._from_generator_fn(gen_images).to(dtype)
-        images = (gen_images - low) / (high - low)
-        if self.mean is not None:
-            images = (images - self._channel_view(self.mean, images)) / self._channel_view(self.std, images)
-        return images.to(dtype)
+        # (g - low) / (high - low), then (x - mean) / std, folded into one affine map (none if identity).
+        mean = self.mean or (0.0,)
+        std = self.std or (1.0,)
+        scale = [1.0 / ((high - low) * s) for s in std]
+        shift = [-(low / (high - low) + m) / s for m, s in zip(mean, std)]
+        if any(v != 1.0 for v in scale) or any(v != 0.0 for v in shift):
+            gen_images = torch.addcmul(
+                self._channel_view(shift, gen_images), gen_images, self._channel_view(scale, gen_images)
+            )
+        return gen_images.to(dtype)
 
     def extra_repr(self) -> str:
         fields = {"mode": self.mode, "p": self.p, **self._repr_fields()}

@@ -1,0 +1,103 @@
+"""Per-epoch cost of LatentDataset against its base dataset (target: within 5 %).
+
+One epoch = one full pass of a DataLoader (default collate) over the dataset, no model. The base is the
+CIFAR-10 JPEG copy (``--data-root``, decode + ToTensor, the realistic case) or, with ``--synthetic``, an
+in-memory TensorDataset (the worst case: the base costs almost nothing). The cache holds one float32
+latent of the image's size per sample (a Glow-sized latent: 3x32x32) and is built before timing.
+Epochs of the two datasets alternate; the median and the fastest of the repeats are compared (the
+fastest is the least disturbed by other load on a shared machine). With 0 workers the process's CPU time
+is measured, with workers the wall time.
+
+    python benchmarks/dataset_overhead.py --scale cpu --data-root /work/shared/data
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
+
+from torch_semaug import IdentityGenerator
+from torch_semaug.data import LatentCache, LatentDataset
+from torch_semaug.data.datasets import create_dataset, default_data_root
+from torch_semaug.train.data import encoding_transform
+
+SCALES = {"smoke": dict(n=256, repeats=2), "cpu": dict(n=5000, repeats=7), "paper": dict(n=50000, repeats=5)}
+
+
+def epoch_seconds(dataset: Dataset, batch_size: int, workers: int) -> float:
+    """Seconds of one epoch: CPU time of this process with ``workers=0`` (robust to other load on a shared
+    machine, and all the work happens here), wall time with workers."""
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=workers,
+                        generator=torch.Generator().manual_seed(0))
+    clock = time.process_time if workers == 0 else time.perf_counter
+    start = clock()
+    for batch in loader:
+        del batch
+    return clock() - start
+
+
+def measure(base: Dataset, wrapped: Dataset, batch_size: int, workers: int, repeats: int) -> tuple[float, ...]:
+    epoch_seconds(base, batch_size, workers)  # warm the page cache and the memory map
+    epoch_seconds(wrapped, batch_size, workers)
+    base_times, wrapped_times = [], []
+    for _ in range(repeats):
+        base_times.append(epoch_seconds(base, batch_size, workers))
+        wrapped_times.append(epoch_seconds(wrapped, batch_size, workers))
+    return statistics.median(base_times), statistics.median(wrapped_times), min(base_times), min(wrapped_times)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scale", choices=SCALES, default="smoke")
+    parser.add_argument("--data-root", default=default_data_root())
+    parser.add_argument("--synthetic", action="store_true", help="in-memory TensorDataset base (worst case)")
+    parser.add_argument("-b", "--batch-size", type=int, default=128)
+    parser.add_argument("-j", "--workers", type=int, nargs="+", default=[0, 2])
+    parser.add_argument("--out", default=None, help="append the Markdown table to this file")
+    args = parser.parse_args(argv)
+    scale = SCALES[args.scale]
+    if args.synthetic:
+        base: Dataset = TensorDataset(torch.rand(scale["n"], 3, 32, 32), torch.randint(0, 10, (scale["n"],)))
+        name = f"TensorDataset ({scale['n']} x 3x32x32, in memory)"
+    else:
+        full = create_dataset("torch/cifar10", args.data_root, "train", transform=encoding_transform())
+        base = Subset(full, range(min(scale["n"], len(full))))
+        name = f"CIFAR-10 JPEG ImageFolder, first {len(base)} images"
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = LatentCache.build(base, IdentityGenerator((3, 32, 32)), Path(tmp) / "cache", batch_size=256,
+                                  progress=False)
+        start = time.perf_counter()
+        wrapped = LatentDataset(base, cache)
+        check_s = time.perf_counter() - start
+        rows = []
+        for workers in args.workers:
+            base_s, wrapped_s, base_min, wrapped_min = measure(base, wrapped, args.batch_size, workers,
+                                                               scale["repeats"])
+            median_pct, min_pct = 100 * (wrapped_s / base_s - 1), 100 * (wrapped_min / base_min - 1)
+            rows.append(f"| {name} | {workers} | {base_s:.3f} | {wrapped_s:.3f} | {median_pct:+.1f} % "
+                        f"| {min_pct:+.1f} % |")
+    table = "\n".join([
+        f"LatentDataset overhead per epoch (median of {scale['repeats']}, batch {args.batch_size}, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads); fingerprint check at construction: "
+        f"{check_s * 1000:.0f} ms once",
+        "",
+        "| base dataset | workers | base s/epoch | LatentDataset s/epoch | overhead (median) | overhead (fastest) |",
+        "|---|---|---|---|---|---|",
+        *rows,
+    ])
+    print(table)
+    if args.out:
+        with open(args.out, "a") as handle:
+            handle.write(f"\n`{' '.join(['python', *sys.argv])}`\n\n{table}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""`semaug eval`: clean accuracy, accuracy under attack, per-class table, misclassified grid, Markdown."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from PIL import Image
+
+from tests.training_fixtures import make_image_folder
+from torch_semaug import IdentityGenerator
+from torch_semaug.cli import main as cli_main
+from torch_semaug.commands.eval import parse_attacks
+from torch_semaug.data import LatentCache
+from torch_semaug.data.datasets import create_dataset
+from torch_semaug.generators import save_generator
+from torch_semaug.train.data import encoding_transform
+from torch_semaug.train.evaluate import defaults_for, run_evaluation
+from torch_semaug.transforms import AdversarialLatentAttack
+
+SIZE = 16
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("eval")
+    make_image_folder(root / "imgs", per_class=6, size=SIZE)
+    save_generator(IdentityGenerator((3, SIZE, SIZE)), root / "identity.safetensors")
+    argv = ["train", "--dataset", f"folder:{root / 'imgs'}", "--model", "test_resnet", "--epochs", "3", "-b",
+            "4", "-j", "0", "--lr", "0.01", "--seed", "0", "--output", str(root / "runs"), "--experiment", "clf",
+            "--no-progress"]
+    assert cli_main(argv) == 0
+    return root
+
+
+def test_attack_lowers_accuracy_and_report_has_tables_and_grid(trained):
+    specs = parse_attacks(
+        [f"adversarial_latent_attack={trained / 'identity.safetensors'}"],
+        ["adversarial_latent_attack:eps=0.5", "adversarial_latent_attack:step_size=0.2",
+         "adversarial_latent_attack:steps=4"],
+    )
+    result = run_evaluation(str(trained / "runs" / "clf" / "last.pth"), specs, output=str(trained / "report.md"),
+                            batch_size=5, workers=0, progress=False)
+    assert result["clean"] > 0
+    assert result["adversarial_latent_attack"] < result["clean"]  # a 0.5 l-inf pixel ball fools a tiny model
+    report = (trained / "report.md").read_text()
+    assert "| clean | - |" in report and "eps=0.5, step_size=0.2, steps=4" in report
+    assert "| class0 | 6 |" in report and "| class1 | 6 |" in report
+    grid_file = trained / "report_adversarial_latent_attack.png"
+    assert "report_adversarial_latent_attack.png" in report and grid_file.is_file()
+    width, height = Image.open(grid_file).size
+    assert width == 3 * SIZE + 4 * 2  # original | variant | difference, padding 2
+    assert (height - 2) % (SIZE + 2) == 0
+
+
+def test_cached_latents_are_used_and_paper_defaults_apply(trained, capsys):
+    view = create_dataset(f"folder:{trained / 'imgs'}", ".", "test", transform=encoding_transform())
+    LatentCache.build(view, IdentityGenerator((3, SIZE, SIZE)), trained / "lat_test", progress=False)
+    argv = ["eval", "--checkpoint", str(trained / "runs" / "clf" / "last.pth"), "--latents", str(trained / "lat_test"),
+            "--attack", f"adversarial_latent_attack={trained / 'identity.safetensors'}", "--limit", "4", "-j", "0",
+            "--output", str(trained / "eval2.md"), "--no-progress"]
+    assert cli_main(argv) == 0
+    out = capsys.readouterr().out
+    assert "(cached latents)" in out and "steps=20" in out and "4 images" in out
+
+
+def test_eval_defaults_follow_the_papers_and_skip_unknown_arguments():
+    assert defaults_for("adversarial_latent_attack", AdversarialLatentAttack) == {
+        "eps": 8 / 255, "step_size": 2 / 255, "steps": 20}
+
+    class AdvMixLike:
+        def __init__(self, generator, *, mode="random", restarts=1, p=1.0):
+            pass
+
+    class FlowLike:  # FlowPerturb names its generator argument `flow`
+        def __init__(self, flow, *, mode="random", eps, norm="linf", step_size=None, steps=3):
+            pass
+
+    assert defaults_for("latent_mix", AdvMixLike) == {"mode": "adversarial", "restarts": 10}
+    assert defaults_for("flow_perturb", FlowLike) == {"mode": "adversarial", "norm": "l2", "eps": 1.0,
+                                                      "step_size": 0.5, "steps": 3}
+
+
+def test_bad_attacks_are_reported_before_evaluating(trained):
+    checkpoint = str(trained / "runs" / "clf" / "last.pth")
+    with pytest.raises(ValueError, match="NAME=GENERATOR_CHECKPOINT"):
+        parse_attacks(["adversarial_latent_attack"], [])
+    with pytest.raises(ValueError, match="for a NAME given with --attack"):
+        parse_attacks([f"adversarial_latent_attack={trained / 'identity.safetensors'}"], ["latent_mix:steps=3"])
+    with pytest.raises(ValueError, match="valid names"):
+        run_evaluation(checkpoint, [("nope", str(trained / "identity.safetensors"), {})], output="unused.md")
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        run_evaluation(str(trained / "missing.pth"), [], output="unused.md")
+    assert not (trained / "unused.md").exists()
+    torch.save({"weights": torch.zeros(1)}, trained / "foreign.pth")
+    with pytest.raises(ValueError, match="not a torch_semaug classifier checkpoint"):
+        run_evaluation(str(trained / "foreign.pth"), [], output="unused.md")

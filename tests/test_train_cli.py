@@ -1,0 +1,194 @@
+"""`semaug train` / torch_semaug.train: flags, checks before training, latents, metrics, Ctrl-C and resume."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from tests.training_fixtures import TinyLinearGenerator, make_image_folder, registered
+from torch_semaug import IdentityGenerator
+from torch_semaug.cli import main as cli_main
+from torch_semaug.data import LatentCache
+from torch_semaug.data.datasets import create_dataset, subset_indices
+from torch_semaug.generators import save_generator
+from torch_semaug.train import classifier, semaug_setup
+from torch_semaug.train.checkpoint import load_checkpoint
+from torch_semaug.train.data import encoding_transform
+
+SIZE = 16
+
+
+@pytest.fixture()
+def setup(tmp_path):
+    make_image_folder(tmp_path / "imgs", per_class=6, size=SIZE)
+    save_generator(IdentityGenerator((3, SIZE, SIZE)), tmp_path / "identity.safetensors")
+    return tmp_path
+
+
+def base_argv(tmp_path, *extra):
+    return ["train", "--dataset", f"folder:{tmp_path / 'imgs'}", "--model", "test_efficientnet", "--epochs", "2",
+            "-b", "4", "-j", "0", "--lr", "0.01", "--output", str(tmp_path / "runs"), "--experiment", "run",
+            "--no-progress", "--seed", "0", *extra]
+
+
+def run_cli(argv, capsys):
+    """Exit status and stderr of `semaug ...`."""
+    try:
+        status = cli_main(argv)
+    except SystemExit as exit_:
+        status = exit_.code
+    return status, capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--semaug", "no_such"], "valid names: adversarial_latent_attack"),
+        (["--train-subset", "0"], "train_subset: expected a fraction in (0, 1], got 0.0"),
+        (["--train-subset", "1.5"], "train_subset: expected a fraction in (0, 1], got 1.5"),
+        (["--semaug-eps", "0.1"], "--semaug-eps given without --semaug"),
+        (["--semaug", "adversarial_latent_attack"], "needs a generator checkpoint"),
+        (["--dataset", "torch/imagenet"], "dataset: expected one of"),
+    ],
+)
+def test_bad_flags_are_reported_before_training(setup, capsys, extra, message):
+    status, err = run_cli(base_argv(setup, *extra), capsys)
+    assert status == 2 and message in err
+    assert not (setup / "runs").exists()
+
+
+def test_wrong_generator_kind_bad_kwargs_and_foreign_cache_are_refused(setup, capsys, monkeypatch):
+    gen = ["--semaug-generator", str(setup / "identity.safetensors")]
+    with registered():
+        monkeypatch.setitem(semaug_setup.REQUIRED_KINDS, "test_random_nudge", ("stylegan2",))
+        status, err = run_cli(base_argv(setup, "--semaug", "test_random_nudge", *gen), capsys)
+        assert status == 2 and "needs a generator of kind stylegan2, got a 'identity' checkpoint" in err
+        monkeypatch.delitem(semaug_setup.REQUIRED_KINDS, "test_random_nudge")
+        status, err = run_cli(base_argv(setup, "--semaug", "test_random_nudge", *gen, "--semaug-kwargs", "bogus=1"),
+                              capsys)
+        assert status == 2 and "takes no argument(s) ['bogus']" in err and "'eps'" in err
+        make_image_folder(setup / "other", per_class=6, size=SIZE, seed=5)
+        other = create_dataset(f"folder:{setup / 'other'}", ".", "train", transform=encoding_transform())
+        LatentCache.build(other, IdentityGenerator((3, SIZE, SIZE)), setup / "lat", progress=False)
+        status, err = run_cli(base_argv(setup, "--semaug", "test_random_nudge", *gen, "--semaug-latents",
+                                        str(setup / "lat")), capsys)
+        assert status == 2 and "built for another dataset" in err
+    assert not (setup / "runs").exists()
+
+
+def test_trains_with_cached_latents_and_writes_metrics(setup, capsys):
+    dataset = create_dataset(f"folder:{setup / 'imgs'}", ".", "train", transform=encoding_transform())
+    generator = TinyLinearGenerator((3, SIZE, SIZE))
+    with registered():
+        save_generator(generator, setup / "tiny.safetensors")
+        LatentCache.build(dataset, generator, setup / "lat", progress=False)
+        argv = base_argv(setup, "--semaug", "test_random_nudge", "--semaug-generator", str(setup / "tiny.safetensors"),
+                         "--semaug-latents", str(setup / "lat"), "--semaug-p", "0.5", "--semaug-kwargs", "eps=0.3")
+        assert cli_main(argv) == 0
+    out = capsys.readouterr().out
+    assert "RandomNudge" in out and "with cached latents" in out
+    run = setup / "runs" / "run"
+    history = json.loads((run / "metrics.json").read_text())
+    assert [row["epoch"] for row in history] == [0, 1]
+    assert all(row["train_examples"] == 12 and row["val_examples"] == 12 for row in history)
+    assert (run / "metrics.csv").read_text().splitlines()[0].startswith("epoch,lr,train_loss")
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["final"]["epoch"] == 1 and len(summary["rank_weight_sha256"]) == 1
+    state = load_checkpoint(run / "last.pth")
+    assert state["epoch"] == 2 and state["args"]["semaug"] == "test_random_nudge"
+
+
+def test_ctrl_c_leaves_a_resumable_checkpoint(setup, capsys, monkeypatch):
+    real_epoch = classifier.train_one_epoch
+
+    def interrupted_at_epoch_1(*args, **kwargs):
+        if kwargs["epoch"] == 1:
+            raise KeyboardInterrupt
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(classifier, "train_one_epoch", interrupted_at_epoch_1)
+    argv = base_argv(setup, "--semaug", "adversarial_latent_attack", "--semaug-generator",
+                     str(setup / "identity.safetensors"), "--semaug-eps", "0.03", "--semaug-steps", "1",
+                     "--semaug-step-size", "0.01")
+    assert cli_main(argv) == 130
+    last = setup / "runs" / "run" / "last.pth"
+    state = load_checkpoint(last)
+    assert state["interrupted"] and state["epoch"] == 1 and len(state["history"]) == 1
+    assert "resume with --resume" in capsys.readouterr().out
+    status, err = run_cli(argv, capsys)  # the same command again must not overwrite the run
+    assert status == 2 and "already holds a run" in err
+
+    monkeypatch.setattr(classifier, "train_one_epoch", real_epoch)
+    assert cli_main([*argv, "--resume", str(last)]) == 0
+    history = json.loads((setup / "runs" / "run" / "metrics.json").read_text())
+    assert [row["epoch"] for row in history] == [0, 1]
+    assert load_checkpoint(last)["epoch"] == 2
+
+
+def test_yaml_config_sets_defaults_and_flags_override(setup, capsys):
+    config = setup / "cfg.yaml"
+    config.write_text("epochs: 1\nbatch-size: 6\nweight_decay: 0.0\n")
+    argv = base_argv(setup, "-c", str(config))
+    for flag in ("--epochs", "2", "-b", "4"):
+        argv.remove(flag)
+    assert cli_main([*argv, "--weight-decay", "0.001"]) == 0
+    args = (setup / "runs" / "run" / "args.yaml").read_text()
+    assert "epochs: 1" in args and "batch_size: 6" in args and "weight_decay: 0.001" in args
+    config.write_text("bogus_key: 1\n")
+    status, err = run_cli([*argv, "--experiment", "run2"], capsys)
+    assert status == 2 and "unknown keys ['bogus_key']" in err
+
+
+def test_python_m_entry_point_parses_timm_flags(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        classifier.main(["--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    for flag in ("--model", "--num-classes", "--img-size", "--batch-size", "--opt", "--sched", "--warmup-epochs",
+                 "--smoothing", "--mixup", "--cutmix", "--amp", "--resume", "--workers", "--semaug-kwargs"):
+        assert flag in out
+
+
+def test_cifar_jpeg_copy_is_read_in_official_order_and_subsets_are_prefixes(tmp_path):
+    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    labels = np.array([3, 3, 0, 9, 0, 3] + list(range(10)), dtype=np.uint8)
+    counts = {}
+    for i, label in enumerate(labels.tolist()):
+        k = counts.get(label, 0)
+        counts[label] = k + 1
+        folder = tmp_path / "cifar10-jpeg" / "train" / names[label]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((4, 4, 3), i, dtype=np.uint8)).save(folder / f"{k:04d}.jpg", quality=100)
+    for name in names:
+        (tmp_path / "cifar10-jpeg" / "test" / name).mkdir(parents=True, exist_ok=True)
+    np.savez(tmp_path / "cifar10-jpeg" / "official_order_labels.npz", train_labels=labels,
+             test_labels=np.zeros(0, np.uint8), label_names=np.array(names))
+    dataset = create_dataset("torch/cifar10", tmp_path, "train", transform=encoding_transform())
+    assert [dataset[i][1] for i in range(len(labels))] == labels.tolist()
+    brightness = [round(float(dataset[i][0].mean()) * 255) for i in range(len(labels))]
+    assert brightness == list(range(len(labels)))  # image i is the i-th official image
+    assert subset_indices("torch/cifar10", 16, 0.25) == [0, 1, 2, 3]
+    folder_subset = subset_indices("folder:x", 16, 0.25)
+    assert folder_subset == subset_indices("folder:x", 16, 0.25) and folder_subset != [0, 1, 2, 3]
+    with pytest.raises(FileNotFoundError, match="no CIFAR-10"):
+        create_dataset("torch/cifar10", tmp_path / "nothing", "train")
+
+
+def test_colormnist_hook(monkeypatch):
+    class FakeColorMNIST:
+        @classmethod
+        def from_mnist(cls, root, train=True):
+            return [(torch.rand(3, 32, 32), 7)] * 3
+
+    module = types.ModuleType("torch_semaug.data.color_mnist")
+    module.ColorMNIST = FakeColorMNIST
+    monkeypatch.setitem(sys.modules, "torch_semaug.data.color_mnist", module)
+    dataset = create_dataset("colormnist", "unused", "test", transform=encoding_transform(16))
+    image, label = dataset[0]
+    assert image.shape == (3, 16, 16) and label == 7 and len(dataset.classes) == 10
