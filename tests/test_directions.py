@@ -160,6 +160,8 @@ def test_slider_grid_columns_follow_the_strengths():
     # The zero-strength column is the unedited image in every row; the others differ from it.
     assert torch.allclose(tiles[0, 1], tiles[1, 1])
     assert (tiles[0, 0] - tiles[0, 1]).abs().max() > 1e-3
+    big = slider_grid(generator, dirs, strengths=(-2.0, 0.0, 2.0), padding=0, upscale=2)
+    assert big.shape == (3, 64, 96) and torch.equal(big[:, ::2, ::2], grid)
 
 
 @pytest.mark.slow
