@@ -72,18 +72,20 @@ def _per_sample(transform: Callable[[Tensor], Tensor]) -> Method:
     return lambda x, y, z: (torch.stack([transform(image) for image in x]), y)
 
 
-def train(model: nn.Module, method_name: str, images: Tensor, labels: Tensor, *, steps: int, batch: int,
+def train(model: nn.Module, method: str | Method, images: Tensor, labels: Tensor, *, steps: int, batch: int,
           seed: int, num_classes: int, latents: Tensor | None = None, lr: float = 1e-3, desc: str = "",
           **method_kwargs) -> nn.Module:
-    """Adam on random batches of in-memory tensors with one augmentation method; returns the model (eval)."""
+    """Adam on random batches of in-memory tensors with one augmentation method (a name for
+    :func:`make_method`, or a ready callable); returns the model in eval mode."""
     torch.manual_seed(seed)
     model(images[:2])  # materialise lazy layers
-    method = make_method(method_name, model, num_classes=num_classes, image_shape=tuple(images.shape[1:]),
-                         seed=seed, **method_kwargs)
+    if isinstance(method, str):
+        method = make_method(method, model, num_classes=num_classes, image_shape=tuple(images.shape[1:]),
+                             seed=seed, **method_kwargs)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     rng = torch.Generator().manual_seed(seed)
     model.train()
-    for _ in tqdm(range(steps), desc=desc or method_name, leave=False, dynamic_ncols=True):
+    for _ in tqdm(range(steps), desc=desc, leave=False, dynamic_ncols=True):
         idx = torch.randint(0, len(images), (batch,), generator=rng)
         x, y = method(images[idx], labels[idx], None if latents is None else latents[idx])
         loss = F.cross_entropy(model(x), y)
@@ -118,7 +120,7 @@ def stack(dataset, n: int | None = None) -> tuple[Tensor, Tensor]:
     """The first ``n`` items of a map-style ``(image, label)`` dataset as two tensors."""
     n = len(dataset) if n is None else min(n, len(dataset))
     items = [dataset[i] for i in range(n)]
-    return torch.stack([x for x, _ in items]), torch.tensor([int(y) for _, y in items])
+    return torch.stack([x for x, _ in items]), torch.stack([torch.as_tensor(y) for _, y in items])
 
 
 def table(header: list[str], rows: list[list[object]]) -> str:

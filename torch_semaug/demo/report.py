@@ -16,19 +16,20 @@ from torch_semaug.transforms.latent_mix import LatentMix
 COLUMNS = ("original", "reconstruction", "RandMix", "AdvMix", "|RandMix - rec.|", "|AdvMix - rec.|")
 
 
-def sample_columns(result: DemoResult, seed: int) -> list[Tensor]:
+def sample_columns(result: DemoResult, seed: int, steps: int = 20, restarts: int = 10) -> list[Tensor]:
     """The columns of ``samples.png``, each ``(B, 3, R, R)`` in [0, 1].
 
     AdvMix attacks the *nominal* classifier (the one that learnt colour), with the paper's evaluation
-    budget, as in the AdvMix paper's Figure 9. Differences are to the reconstruction (the image the
-    variants were decoded from), summed over channels and rescaled per image to [0, 1].
+    budget (``steps`` x ``restarts``), as in the AdvMix paper's Figure 9. Differences are to the
+    reconstruction (the image the variants were decoded from), summed over channels and rescaled per
+    image to [0, 1].
     """
     g = result.generator
     images, labels, latents = result.samples
     with torch.no_grad():
         recon = (g.decode(latents).clamp(-1, 1) + 1) / 2
     rand = LatentMix(g, rng=torch.Generator().manual_seed(seed))(images, labels, latents=latents)[0]
-    adv = LatentMix(g, result.models["nominal"], mode="adversarial", steps=20, restarts=10,
+    adv = LatentMix(g, result.models["nominal"], mode="adversarial", steps=steps, restarts=restarts,
                     rng=torch.Generator().manual_seed(seed))(images, labels, latents=latents)[0]
     diffs = []
     for variant in (rand, adv):
