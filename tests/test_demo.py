@@ -74,3 +74,9 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
 def test_demo_missing_generator_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="generator"):
         main(["demo", "--quick", "--out", str(tmp_path), "--generator", str(tmp_path / "none.safetensors")])
+
+
+def test_generator_training_variant_has_the_same_shapes_in_uniform_colours():
+    biased, uniform = parse_demo_shapes("demo-shapes:train:50"), parse_demo_shapes("demo-shapes:train-uniform:50")
+    assert torch.equal(biased.masks, uniform.masks) and uniform.coloring == "uniform"
+    assert not torch.allclose(biased.colors, uniform.colors)
