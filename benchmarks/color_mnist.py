@@ -169,6 +169,11 @@ def main(argv: list[str] | None = None) -> None:
                         help="in the paper's order: unbiased, 99%% red, 99.9%% red")
     parser.add_argument("--only", default="fig7,table1,table2", help="comma-separated parts to run")
     parser.add_argument("--encoder", default=None, help="W+ encoder spec (learned .safetensors or optimize:N)")
+    parser.add_argument("--train", type=int, default=None, help="override the scale's number of training digits")
+    parser.add_argument("--test", type=int, default=None, help="override the scale's number of test digits")
+    parser.add_argument("--steps", type=int, default=None, help="override the scale's Adam steps")
+    parser.add_argument("--sigmas", default=None, help="override Figure 7's sigmas, e.g. 0.05,0.1")
+    parser.add_argument("--adv", default=None, metavar="RESTARTS,STEPS", help="override the AdvMix training budget")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
@@ -183,8 +188,13 @@ def main(argv: list[str] | None = None) -> None:
         return export_rgb(args)
     args.out.mkdir(parents=True, exist_ok=True)
     start, s = time.time(), dict(SETTINGS[args.scale])
-    if args.encoder:
-        s["encoder"] = args.encoder
+    for key in ("encoder", "train", "test", "steps"):
+        if getattr(args, key):
+            s[key] = getattr(args, key)
+    if args.sigmas:
+        s["sigmas"] = [float(v) for v in args.sigmas.split(",")]
+    if args.adv:
+        s["adv_restarts"], s["adv_steps"] = (int(v) for v in args.adv.split(","))
     parts = set(args.only.split(","))
     suffix = "" if args.scale == "cpu" else f"_{args.scale}"
     sections = [f"Scale `{args.scale}`: {s['train']} training / {s['test']} test digits, {s['steps']} Adam steps "

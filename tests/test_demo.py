@@ -80,3 +80,9 @@ def test_generator_training_variant_has_the_same_shapes_in_uniform_colours():
     biased, uniform = parse_demo_shapes("demo-shapes:train:50"), parse_demo_shapes("demo-shapes:train-uniform:50")
     assert torch.equal(biased.masks, uniform.masks) and uniform.coloring == "uniform"
     assert not torch.allclose(biased.colors, uniform.colors)
+
+
+def test_demo_leaves_the_thread_setting_as_it_found_it(tmp_path):
+    before = torch.get_num_threads()
+    main(["demo", "--quick", "--out", str(tmp_path), "--threads", "1"])
+    assert torch.get_num_threads() == before

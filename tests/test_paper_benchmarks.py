@@ -14,6 +14,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 TINY_G = dict(z_dim=8, w_dim=8, mapping_layers=1, channel_base=64, channel_max=8)
+ONE_THREAD = ["--threads", "1"]  # tiny ops: on a busy 2-core machine two threads stall each other
+
+
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +35,7 @@ def test_color_mnist_smoke(tmp_path, stylegan32):
     from benchmarks import color_mnist
 
     color_mnist.main(["--scale", "smoke", "--generator", stylegan32, "--table2", f"red99={stylegan32}",
-                      "--only", "fig7,table2", "--out", str(tmp_path)])
+                      "--only", "fig7,table2", "--out", str(tmp_path), *ONE_THREAD])
     text = (tmp_path / "color_mnist_smoke.md").read_text()
     for method in color_mnist.FIG7_METHODS:
         assert f"| {method} |" in text
@@ -52,7 +60,7 @@ def test_cifar_lowdata_smoke(tmp_path):
     flow = tmp_path / "glow.safetensors"
     ts.Glow((3, 32, 32), levels=2, steps=1, width=8).save(flow)
     cifar_lowdata.main(["--scale", "smoke", "--flow", str(flow), "--methods", "standard,flips_crops,cutout,rla,ala",
-                        "--out", str(tmp_path)])
+                        "--out", str(tmp_path), *ONE_THREAD])
     text = (tmp_path / "cifar_lowdata_smoke.md").read_text()
     assert "| 5% | ala |" in text and "80.4" in text and "| R-LA | A-LA |" in text
 
@@ -86,7 +94,7 @@ def test_celeba_smoke(tmp_path, stylegan32):
 
     _fake_celeba(tmp_path / "data")
     celeba.main(["--scale", "smoke", "--data-root", str(tmp_path / "data"), "--generator", stylegan32, "--no-md5",
-                 "--attributes", "Smiling", "--out", str(tmp_path)])
+                 "--attributes", "Smiling", "--out", str(tmp_path), *ONE_THREAD])
     text = (tmp_path / "celeba_smoke.md").read_text()
     for method in celeba.METHODS:
         assert f"| Smiling | {method} |" in text

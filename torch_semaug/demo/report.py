@@ -13,10 +13,11 @@ from torch_semaug._io import write_atomic
 from torch_semaug.demo.pipeline import METHODS, DemoConfig, DemoResult
 from torch_semaug.transforms.latent_mix import LatentMix
 
-COLUMNS = ("original", "reconstruction", "RandMix", "AdvMix", "|RandMix - rec.|", "|AdvMix - rec.|")
+COLUMNS = ("original", "recon.", "RandMix", "AdvMix", "diff Rand", "diff Adv")
 
 
-def sample_columns(result: DemoResult, seed: int, steps: int = 20, restarts: int = 10) -> list[Tensor]:
+def sample_columns(result: DemoResult, seed: int, steps: int = 20, restarts: int = 10,
+                   split: int | None = None) -> list[Tensor]:
     """The columns of ``samples.png``, each ``(B, 3, R, R)`` in [0, 1].
 
     AdvMix attacks the *nominal* classifier (the one that learnt colour), with the paper's evaluation
@@ -28,8 +29,8 @@ def sample_columns(result: DemoResult, seed: int, steps: int = 20, restarts: int
     images, labels, latents = result.samples
     with torch.no_grad():
         recon = (g.decode(latents).clamp(-1, 1) + 1) / 2
-    rand = LatentMix(g, rng=torch.Generator().manual_seed(seed))(images, labels, latents=latents)[0]
-    adv = LatentMix(g, result.models["nominal"], mode="adversarial", steps=steps, restarts=restarts,
+    rand = LatentMix(g, split=split, rng=torch.Generator().manual_seed(seed))(images, labels, latents=latents)[0]
+    adv = LatentMix(g, result.models["nominal"], mode="adversarial", split=split, steps=steps, restarts=restarts,
                     rng=torch.Generator().manual_seed(seed))(images, labels, latents=latents)[0]
     diffs = []
     for variant in (rand, adv):
@@ -53,7 +54,7 @@ def save_grid(columns: list[Tensor], path: Path, scale: int = 4) -> None:
     canvas.paste(body, (0, header_height))
     draw = ImageDraw.Draw(canvas)
     for i, name in enumerate(COLUMNS[: len(columns)]):
-        draw.text((i * cell + 3, 1), name[:11], fill="black")
+        draw.text((i * cell + 3, 1), name, fill="black")
     write_atomic(path, lambda tmp: canvas.save(tmp, format="PNG"))
 
 
@@ -72,7 +73,8 @@ def results_markdown(result: DemoResult, config: DemoConfig, seed: int, command:
         f"{config.heldout_images} held-out shapes coloured the same way; {config.test_images} test shapes in "
         "uniformly random colours (the unbiased test set)",
         f"- generator: `{config.generator.name}` (StyleGAN2, {result.generator.resolution} px, "
-        f"{result.generator.num_ws} W+ layers, LatentMix swaps layers {result.generator.fine_split}+)",
+        f"{result.generator.num_ws} W+ layers, LatentMix swaps layers "
+        f"{result.generator.fine_split if config.split is None else config.split}+)",
         f"- W+ latents of the training images: optimisation inversion, {config.invert_steps} steps "
         f"(mean reconstruction PSNR {result.psnr:.1f} dB)",
         f"- classifier: small CNN, {config.classifier_steps} Adam steps of {config.batch} images, the same init "
