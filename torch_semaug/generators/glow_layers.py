@@ -130,15 +130,20 @@ class ZeroConv2d(nn.Conv2d):
 
 
 class AffineCoupling(nn.Module):
-    """``y_b = (x_b + shift(x_a)) * sigmoid(raw(x_a) + 2)``, ``y_a = x_a``.
+    """``y_b = (x_b + shift(x_a)) * scale(x_a)``, ``y_a = x_a``, ``scale = m + (1 - m) * sigmoid(raw + 2)``.
 
-    The sigmoid keeps the scale in ``(0, 1)``, which is the stable choice of the reference Glow
-    implementation: the forward pass can never blow up, and the +2 starts it near 0.88.
+    The sigmoid keeps the forward pass contracting (the reference Glow's stable choice; the +2 starts
+    near 0.88). The floor ``m = min_scale`` keeps the *inverse* stable too: decoding divides by the
+    scale, and with ``m = 0`` a latent off the data manifold can drive ``raw`` very negative, which
+    divides by ~0, feeds larger inputs to the next coupling and ends in inf (seen with R-LA at the
+    paper's eps on a briefly trained CIFAR-10 Glow). With ``m > 0`` each coupling amplifies by at most
+    ``1 / m``. The same formula runs in both directions, so the flow stays exactly invertible.
     """
 
-    def __init__(self, channels: int, width: int) -> None:
+    def __init__(self, channels: int, width: int, min_scale: float = 0.5) -> None:
         super().__init__()
         self.split = channels // 2
+        self.min_scale = min_scale
         self.net = nn.Sequential(
             nn.Conv2d(self.split, width, 3, padding=1),
             nn.ReLU(),
@@ -150,7 +155,7 @@ class AffineCoupling(nn.Module):
     def _shift_scale(self, xa: Tensor) -> tuple[Tensor, Tensor]:
         h = self.net(xa)
         shift, raw = h[:, 0::2], h[:, 1::2]
-        return shift, torch.sigmoid(raw + 2.0)
+        return shift, self.min_scale + (1.0 - self.min_scale) * torch.sigmoid(raw + 2.0)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         xa, xb = x[:, : self.split], x[:, self.split :]
@@ -167,11 +172,11 @@ class AffineCoupling(nn.Module):
 class FlowStep(nn.Module):
     """One step of flow: actnorm, invertible 1x1 convolution, affine coupling."""
 
-    def __init__(self, channels: int, width: int) -> None:
+    def __init__(self, channels: int, width: int, min_scale: float = 0.5) -> None:
         super().__init__()
         self.actnorm = ActNorm(channels)
         self.invconv = InvConv1x1(channels)
-        self.coupling = AffineCoupling(channels, width)
+        self.coupling = AffineCoupling(channels, width, min_scale)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         x, ld1 = self.actnorm(x)
