@@ -116,8 +116,155 @@ def case_adversarial_latent_attack(setup: Setup) -> list[Row]:
     return rows
 
 
+# scale: Glow (levels, steps, width) at the batch's resolution; cpu is `semaug train-generator glow --scale cpu`
+GLOW_SIZES = {"smoke": (2, 1, 8), "cpu": (3, 8, 64), "paper": (3, 32, 512)}
+
+
+def make_glow(setup: Setup) -> ts.Glow:
+    """A Glow of the scale's size with its actnorm layers initialised on the batch (weights do not matter)."""
+    levels, steps, width = GLOW_SIZES[setup.scale]
+    torch.manual_seed(0)
+    glow = ts.Glow(tuple(setup.images.shape[1:]), levels=levels, steps=steps, width=width).to(setup.device)
+    glow.initialize(setup.images)
+    return glow.freeze()
+
+
+def case_flow_perturb(setup: Setup) -> list[Row]:
+    """FlowPerturb A-LA vs steps x (Glow decode + classifier fwd+bwd) + one encode; R-LA vs encode + decode."""
+    model, images, labels, steps = setup.model, setup.images, setup.labels, setup.steps
+    glow = make_glow(setup)
+    flow_steps = min(steps, 3)  # the paper's k = 3
+
+    def adversarial_floor() -> None:
+        with torch.no_grad():
+            z = glow.encode(images)
+        with ts.classifier_guard(model) as inner:
+            for _ in range(flow_steps):
+                z_var = z.detach().requires_grad_(True)
+                loss = F.cross_entropy(inner(glow.decode(z_var)), labels, reduction="sum")
+                torch.autograd.grad(loss, z_var)
+
+    def random_floor() -> None:
+        with torch.no_grad():
+            glow.decode(glow.encode(images))
+
+    ala = ts.FlowPerturb(glow, mode="adversarial", eps=1.0, norm="l2", step_size=0.5, steps=flow_steps, model=model)
+    rla = ts.FlowPerturb(glow, mode="random", eps=0.25, norm="linf")
+    levels, glow_steps, width = GLOW_SIZES[setup.scale]
+    glow_name = f"Glow L{levels} K{glow_steps} w{width}"
+    rows = []
+    seconds, floor_seconds, peak = time_pair(lambda: ala(images, labels), adversarial_floor, setup)
+    rows.append(Row("flow_perturb", f"adversarial (A-LA), {glow_name}, l2 eps 1.0, {flow_steps} steps", seconds,
+                    floor_seconds, f"{flow_steps} x (Glow decode + classifier fwd+bwd) + encode", peak))
+    seconds, floor_seconds, peak = time_pair(lambda: rla(images, labels), random_floor, setup)
+    rows.append(Row("flow_perturb", f"random (R-LA), {glow_name}, linf eps 0.25", seconds, floor_seconds,
+                    "Glow encode + decode", peak))
+    return rows
+
+
+def _speed_stylegan(setup: Setup) -> ts.StyleGAN2:
+    """A StyleGAN2 at the batch's resolution: tiny for smoke, the 32 px default (1.3 M parameters) otherwise."""
+    torch.manual_seed(0)
+    size = setup.images.shape[-1]
+    if setup.scale == "smoke":
+        generator = ts.StyleGAN2(size, z_dim=16, w_dim=16, mapping_layers=2, channel_base=256, channel_max=16)
+    else:
+        generator = ts.StyleGAN2(size)
+    return generator.to(setup.device).freeze()
+
+
+def case_direction_edit(setup: Setup) -> list[Row]:
+    """Adversarial DirectionEdit vs steps x (generator + classifier fwd+bwd), on cached W+ latents."""
+    model, labels, steps = setup.model, setup.labels, setup.steps
+    generator = _speed_stylegan(setup)
+    size = generator.image_shape[1:]
+    images = F.interpolate(setup.images, size=size, mode="bilinear", antialias=True).clamp(0, 1)
+    latents = generator.sample_latent(images.shape[0], torch.Generator(setup.device).manual_seed(0))
+    directions = ts.find_directions(generator, n_components=10, num_samples=1000, progress=False)
+
+    def floor() -> None:
+        with ts.classifier_guard(model) as inner:
+            for _ in range(steps):
+                z = latents.detach().requires_grad_(True)
+                x = (generator.decode(z) + 1) / 2
+                torch.autograd.grad(F.cross_entropy(inner(x), labels, reduction="sum"), z)
+
+    rows = []
+    for layers in (None, (0, 4)):
+        edit = ts.DirectionEdit(generator, directions, model=model, mode="adversarial", eps=1.0, steps=steps,
+                                layers=layers)
+        seconds, floor_seconds, peak = time_pair(lambda e=edit: e(images, labels, latents=latents), floor, setup)
+        rows.append(Row("direction_edit", f"{type(generator).__name__} {size[0]} px, 10 directions, layers={layers}, "
+                        f"{steps} steps", seconds, floor_seconds, f"{steps} x (generator + classifier fwd+bwd)",
+                        peak))
+    return rows
+
+
+def case_latent_mix(setup: Setup) -> list[Row]:
+    """RandMix vs one decode of the batch; AdvMix vs restarts x steps x (G + classifier fwd+bwd)."""
+    model, images, labels, steps = setup.model, setup.images, setup.labels, setup.steps
+    generator = _speed_stylegan(setup)
+    latents = generator.sample_latent(images.shape[0], torch.Generator().manual_seed(0)).to(setup.device)
+    rows = []
+    randmix = ts.LatentMix(generator)
+
+    def decode_floor() -> None:
+        with torch.no_grad():
+            generator.decode(latents)
+
+    seconds, floor_seconds, peak = time_pair(lambda: randmix(images, labels, latents=latents), decode_floor, setup)
+    rows.append(Row("latent_mix", f"random (RandMix), split {randmix.split}", seconds, floor_seconds,
+                    "1 x G decode", peak))
+    restarts = 2 if setup.scale == "smoke" else 5
+
+    def adv_floor() -> None:
+        with ts.classifier_guard(model) as inner:
+            for _ in range(restarts * steps):
+                z = latents.detach().requires_grad_(True)
+                loss = F.cross_entropy(inner(generator.decode(z) * 0.5 + 0.5), labels, reduction="sum")
+                torch.autograd.grad(loss, z)
+
+    for early_stop in (False, True):
+        advmix = ts.LatentMix(generator, model, mode="adversarial", steps=steps, restarts=restarts,
+                              early_stop=early_stop)
+        seconds, floor_seconds, peak = time_pair(lambda a=advmix: a(images, labels, latents=latents), adv_floor,
+                                                 setup)
+        rows.append(Row("latent_mix", f"adversarial (AdvMix), {restarts} restarts x {steps} steps, "
+                        f"early_stop={early_stop}", seconds, floor_seconds,
+                        f"{restarts * steps} x (G + classifier fwd+bwd)", peak))
+    return rows
+
+
+def case_encoders(setup: Setup) -> list[Row]:
+    """Encoders into W+: images per second, as a ratio to one decode of the batch."""
+    from torch_semaug.generators.encoders import LearnedEncoder, OptimizationEncoder
+
+    generator = _speed_stylegan(setup)
+    images = setup.images * 2 - 1
+    latents = generator.sample_latent(images.shape[0], torch.Generator().manual_seed(0)).to(setup.device)
+
+    def decode_floor() -> None:
+        with torch.no_grad():
+            generator.decode(latents)
+
+    learned = LearnedEncoder(generator).to(setup.device)
+    opt_steps = 5 if setup.scale == "smoke" else 50
+    optim = OptimizationEncoder(generator, steps=opt_steps, batch_size=images.shape[0])
+    rows = []
+    for name, fn in (("learned (1 forward pass)", lambda: learned.encode(images)),
+                     (f"optimisation, {opt_steps} steps", lambda: optim.encode(images))):
+        seconds, floor_seconds, peak = time_pair(fn, decode_floor, setup)
+        rows.append(Row("encoder", f"{name}: {images.shape[0] / seconds:.1f} images/s", seconds, floor_seconds,
+                        "1 x G decode", peak))
+    return rows
+
+
 CASES: dict[str, Callable[[Setup], list[Row]]] = {
     "adversarial_latent_attack": case_adversarial_latent_attack,
+    "flow_perturb": case_flow_perturb,
+    "direction_edit": case_direction_edit,
+    "latent_mix": case_latent_mix,
+    "encoders": case_encoders,
 }
 
 SCALES = {

@@ -8,6 +8,8 @@ seeded and fast (16-32 px).
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -133,10 +135,169 @@ TRANSFORM_CASES: list[TransformCase] = [
 ]
 
 
+
+
 def _identity_generator() -> LatentGenerator:
     return ts.IdentityGenerator((3, 16, 16), image_range=(-1.0, 1.0))
 
 
 GENERATOR_CASES: list[GeneratorCase] = [
     GeneratorCase("identity", _identity_generator, exact_encode=True),
+]
+
+
+# -- flows: Glow, the normflows / FrEIA adapters, FlowPerturb (R-LA / A-LA) ----------------------------------
+
+def _flow_perturb(**kwargs) -> Callable[..., SemanticTransform]:
+    def make(p: float, rng: torch.Generator | None, model: nn.Module | None) -> SemanticTransform:
+        from tests.flow_factories import tiny_glow
+
+        return ts.FlowPerturb(tiny_glow(), model=model, p=p, rng=rng, **kwargs)
+
+    return make
+
+
+def _glow_latents(images: torch.Tensor) -> torch.Tensor:
+    from tests.flow_factories import tiny_glow
+
+    with torch.no_grad():
+        return tiny_glow().encode(images.float().clamp(0, 1)).to(images.dtype)
+
+
+TRANSFORM_CASES += [
+    TransformCase("flow_perturb-random-linf", _flow_perturb(eps=0.25, norm="linf"), (3, 16, 16), adversarial=False),
+    TransformCase("flow_perturb-random-untruncated", _flow_perturb(eps=0.1, norm=None), (3, 16, 16),
+                  adversarial=False),
+    TransformCase(
+        "flow_perturb-random-l2-normalised",
+        _flow_perturb(eps=1.0, norm="l2", mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3)),
+        (3, 16, 16),
+        adversarial=False,
+        normalize=((0.5, 0.4, 0.3), (0.2, 0.25, 0.3)),
+    ),
+    TransformCase("flow_perturb-adversarial-l2", _flow_perturb(mode="adversarial", eps=1.0, norm="l2",
+                                                               step_size=0.5, steps=2), (3, 16, 16), adversarial=True),
+    TransformCase(
+        "flow_perturb-adversarial-linf-cached-latents",
+        _flow_perturb(mode="adversarial", eps=0.1, norm="linf", steps=2, restarts=2, random_start=True),
+        (3, 16, 16),
+        adversarial=True,
+        latents=_glow_latents,
+    ),
+]
+
+
+def _glow_case() -> LatentGenerator:
+    from tests.flow_factories import tiny_glow
+
+    return tiny_glow()
+
+
+def _flow_images(n: int) -> torch.Tensor:
+    from tests.flow_factories import smooth_images
+
+    return smooth_images(n, seed=1)
+
+
+def _normflows_case() -> LatentGenerator:
+    from tests.flow_factories import normflows_multiscale
+
+    return ts.from_normflows(normflows_multiscale(), (3, 16, 16))
+
+
+def _freia_case() -> LatentGenerator:
+    from tests.flow_factories import freia_graph
+
+    return ts.from_freia(freia_graph(), (3, 16, 16))
+
+
+GENERATOR_CASES.append(GeneratorCase("glow", _glow_case, exact_encode=True, images=_flow_images))
+if importlib.util.find_spec("normflows") is not None:  # the optional `flows` extra
+    GENERATOR_CASES.append(GeneratorCase("normflows-multiscale", _normflows_case, exact_encode=True,
+                                         images=_flow_images))
+if importlib.util.find_spec("FrEIA") is not None:
+    GENERATOR_CASES.append(GeneratorCase("freia-graph", _freia_case, exact_encode=True, images=_flow_images))
+
+
+# -- StyleGAN2 and LatentMix (RandMix / AdvMix) -------------------------------------------------------------
+
+_STYLEGAN_TINY = dict(z_dim=16, w_dim=16, mapping_layers=2, channel_base=256, channel_max=16)
+
+
+def _stylegan2() -> LatentGenerator:
+    torch.manual_seed(0)
+    return ts.StyleGAN2(16, **_STYLEGAN_TINY)
+
+
+def _stylegan_latents(images: torch.Tensor) -> torch.Tensor:
+    return _stylegan2().sample_latent(images.shape[0], torch.Generator().manual_seed(11)).to(images.dtype)
+
+
+def _latent_mix(encoder: bool = False, **kwargs) -> Callable[..., SemanticTransform]:
+    def make(p: float, rng: torch.Generator | None, model: nn.Module | None) -> SemanticTransform:
+        generator = _stylegan2()
+        if encoder:  # an (untrained) learned encoder, so calls without latents= encode the images
+            from torch_semaug.generators.encoders import LearnedEncoder
+
+            torch.manual_seed(1)
+            generator.attach_encoder(LearnedEncoder(generator, width=4))
+        return ts.LatentMix(generator, model, p=p, rng=rng, **kwargs)
+
+    return make
+
+
+TRANSFORM_CASES += [
+    TransformCase("latent_mix-random-cached", _latent_mix(), (3, 16, 16), adversarial=False,
+                  latents=_stylegan_latents),
+    TransformCase("latent_mix-random-encoder-resized", _latent_mix(encoder=True, split=2), (3, 24, 24),
+                  adversarial=False),
+    TransformCase("latent_mix-adversarial", _latent_mix(encoder=True, mode="adversarial", steps=2, restarts=2),
+                  (3, 16, 16), adversarial=True, latents=_stylegan_latents),
+    TransformCase(
+        "latent_mix-adversarial-normalised-encoder",
+        _latent_mix(encoder=True, mode="adversarial", steps=1, restarts=1, early_stop=False,
+                    mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)),
+        (3, 16, 16), adversarial=True, normalize=((0.5, 0.5, 0.5), (0.25, 0.25, 0.25)),
+    ),
+]
+
+GENERATOR_CASES.append(GeneratorCase("stylegan2", _stylegan2))
+
+
+# -- DirectionEdit (on the tiny StyleGAN2 above) --------------------------------------------------------------
+
+
+@functools.cache
+def _stylegan_directions() -> ts.Directions:
+    """PCA directions of the tiny StyleGAN2, found once per test session."""
+    return ts.find_directions(_stylegan2(), n_components=4, num_samples=300, progress=False)
+
+
+def _direction_edit(**kwargs) -> Callable[..., SemanticTransform]:
+    def make(p: float, rng: torch.Generator | None, model: nn.Module | None) -> SemanticTransform:
+        generator = _stylegan2()
+        from torch_semaug.generators.encoders import LearnedEncoder
+
+        torch.manual_seed(1)  # an untrained encoder: calls without latents= encode the images
+        generator.attach_encoder(LearnedEncoder(generator, width=4))
+        return ts.DirectionEdit(generator, _stylegan_directions(), model=model, p=p, rng=rng, **kwargs)
+
+    return make
+
+
+TRANSFORM_CASES += [
+    TransformCase(
+        "direction_edit-random-layers", _direction_edit(components=[0, 2], layers=(1, 4)), (3, 16, 16),
+        adversarial=False, latents=_stylegan_latents,
+    ),
+    TransformCase(
+        "direction_edit-adversarial", _direction_edit(mode="adversarial", eps=1.0, steps=2), (3, 16, 16),
+        adversarial=True, latents=_stylegan_latents,
+    ),
+    TransformCase(
+        "direction_edit-adversarial-restarts-early-stop-resized",
+        _direction_edit(mode="adversarial", strength=(-1.0, 3.0), steps=2, restarts=2, random_start=True,
+                        early_stop=True, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)),
+        (3, 24, 24), adversarial=True, latents=_stylegan_latents, normalize=((0.5, 0.5, 0.5), (0.25, 0.25, 0.25)),
+    ),
 ]

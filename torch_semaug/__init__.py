@@ -1,9 +1,20 @@
 """torch_semaug: semantic data augmentation through frozen generative models."""
 
-from torch_semaug.attacks import classifier_guard, latent_pgd
-from torch_semaug.generators import IdentityGenerator, LatentGenerator
+from torch_semaug.attacks import AdaptiveEps, classifier_guard, latent_pgd
+from torch_semaug.directions import Directions, find_directions
+from torch_semaug.generators import (
+    Glow,
+    IdentityGenerator,
+    LatentGenerator,
+    StyleGAN2,
+    from_freia,
+    from_normflows,
+)
 from torch_semaug.transforms import (
     AdversarialLatentAttack,
+    DirectionEdit,
+    FlowPerturb,
+    LatentMix,
     SemanticTransform,
     create,
     list_transforms,
@@ -13,14 +24,24 @@ from torch_semaug.transforms import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "AdversarialLatentAttack",
-    "IdentityGenerator",
-    "LatentGenerator",
-    "SemanticTransform",
     "__version__",
+    "AdaptiveEps",
+    "AdversarialLatentAttack",
     "classifier_guard",
     "create",
+    "DirectionEdit",
+    "Directions",
+    "find_directions",
+    "FlowPerturb",
+    "from_freia",
+    "from_normflows",
+    "Glow",
+    "IdentityGenerator",
     "latent_pgd",
+    "LatentGenerator",
+    "LatentMix",
     "list_transforms",
     "register_transform",
+    "SemanticTransform",
+    "StyleGAN2",
 ]

@@ -13,6 +13,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--generator", required=True, metavar="PATH", help="generator checkpoint (.safetensors)")
     parser.add_argument("--generator-kind", default=None, help="require this generator kind (e.g. stylegan2)")
+    parser.add_argument("--encoder", default=None, metavar="SPEC", help="StyleGAN2 only: a learned encoder "
+                        ".safetensors (PATH[:REFINE_STEPS]) or optimize[:STEPS] (optimisation inversion)")
     parser.add_argument("--data", required=True, metavar="NAME", help=f"dataset: one of {', '.join(DATASETS)}")
     parser.add_argument("--data-root", default=default_data_root(), help="dataset root (default: $SEMAUG_DATA)")
     parser.add_argument("--split", default="train", choices=SPLITS, help="which split to encode")
@@ -52,6 +54,10 @@ def run(args: argparse.Namespace) -> int:
     from torch_semaug.train.data import encoding_transform
 
     generator = load_generator(args.generator, kind=args.generator_kind, device=args.device)
+    if args.encoder is not None:
+        from torch_semaug.generators.encoders import encoder_from_spec
+
+        generator.attach_encoder(encoder_from_spec(args.encoder, generator, batch_size=args.batch_size))
     dataset = create_dataset(args.data, args.data_root, args.split, transform=encoding_transform(args.img_size))
     print(f"encoding {len(dataset)} images of {args.data} ({args.split}) with {type(generator).__name__} "
           f"into {args.out}")

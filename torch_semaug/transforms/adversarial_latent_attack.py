@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from torch_semaug._checks import check_choice, check_int_at_least, check_positive
+from torch_semaug.attacks.adaptive import AdaptiveEps
 from torch_semaug.attacks.pgd import NORMS, TARGETS, latent_pgd
 from torch_semaug.generators.base import LatentGenerator
 from torch_semaug.transforms.base import ImageMap, MoveContext, SemanticTransform
@@ -37,6 +38,9 @@ class AdversarialLatentAttack(SemanticTransform):
         early_stop: stop an example once it is misclassified (fewer classifier calls).
         targets: attack the true ``"labels"`` or the classifier's ``"predictions"``.
         p: probability that an example is attacked.
+        adaptive_eps: per-example eps (NaTra); replaces ``eps`` and scales ``step_size`` by ``eps_i / eps``.
+        label_smoothing: adaptive label smoothing factor ``c`` (soft labels with mass ``c * eps_i``).
+        num_classes: width of the soft labels (default: the classifier's output width).
         mean, std, to_generator, from_generator, keep_model_mode, rng: see
             :class:`~torch_semaug.transforms.base.SemanticTransform`.
     """
@@ -65,11 +69,15 @@ class AdversarialLatentAttack(SemanticTransform):
         from_generator: ImageMap | None = None,          # and its inverse
         keep_model_mode: bool = False,                   # keep train mode during inner steps
         rng: torch.Generator | None = None,              # drives selection and random starts
+        adaptive_eps: AdaptiveEps | None = None,         # per-example eps grown until fooled (NaTra)
+        label_smoothing: float = 0.0,                    # soft labels with mass label_smoothing * eps_i
+        num_classes: int | None = None,                  # soft-label width (default: logits width)
     ) -> None:
         super().__init__(
             generator, model=model, mode="adversarial", p=p, mean=mean, std=std,
             to_generator=to_generator, from_generator=from_generator,
-            keep_model_mode=keep_model_mode, rng=rng,
+            keep_model_mode=keep_model_mode, rng=rng, adaptive_eps=adaptive_eps,
+            label_smoothing=label_smoothing, num_classes=num_classes,
         )
         check_positive(eps, "eps")
         check_positive(step_size, "step_size")
@@ -90,11 +98,12 @@ class AdversarialLatentAttack(SemanticTransform):
     def _move(self, latents: Tensor, labels: Tensor | None, ctx: MoveContext) -> Tensor:
         result = latent_pgd(
             ctx.decode, ctx.classifier, latents, labels,
-            eps=self.eps, step_size=self.step_size, steps=self.steps, norm=self.norm,
-            restarts=self.restarts, random_start=self.random_start, mask=self.latent_slice,
+            eps=ctx.eps(self.eps), step_size=ctx.step_size(self.step_size, self.eps), steps=self.steps,
+            norm=self.norm, restarts=self.restarts, random_start=self.random_start, mask=self.latent_slice,
             early_stop=self.early_stop, bounds=self.generator.latent_bounds, targets=self.targets,
-            rng=ctx.rng,
+            evaluate=True if ctx.needs_fooled else None, rng=ctx.rng,
         )
+        ctx.report(result.fooled)
         return result.latents
 
     def _repr_fields(self) -> dict[str, Any]:

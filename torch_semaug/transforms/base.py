@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import kornia
@@ -16,33 +15,34 @@ from torch_semaug._checks import (
     check_choice,
     check_finite,
     check_float,
+    check_int_at_least,
     check_labels,
     check_probability,
     check_tensor,
     describe,
 )
+from torch_semaug.attacks.adaptive import AdaptiveEps, smooth_labels
 from torch_semaug.attacks.guard import classifier_guard
 from torch_semaug.generators.base import LatentGenerator, as_generator
+from torch_semaug.transforms.context import MoveContext, WidthRecorder
 
 ImageMap = Callable[[Tensor], Tensor]
 
 
-@dataclass
-class MoveContext:
-    """What a transform's ``_move`` gets besides the latents and labels of the selected examples.
+class _StraightThroughClamp(torch.autograd.Function):
+    """Clamp in the forward pass, identity in the backward pass.
 
-    Attributes:
-        decode: latent -> images in the classifier's space and the batch's size and dtype
-            (differentiable), i.e. exactly what the classifier will be trained on.
-        classifier: the guarded, unwrapped classifier, or ``None`` in random modes.
-        indices: dataset indices of the selected examples, when the caller passed ``indices=``.
-        rng: the transform's ``torch.Generator`` (or ``None`` for the global stream).
+    The classifier sees valid images, but the gradient is not cut at the range's edges, so a pixel (or a
+    GAN output) at the boundary can still move back inside, as in textbook PGD.
     """
 
-    decode: ImageMap
-    classifier: nn.Module | None
-    indices: Tensor | None
-    rng: torch.Generator | None
+    @staticmethod
+    def forward(ctx: Any, images: Tensor, low: float, high: float) -> Tensor:
+        return images.clamp(low, high)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
+        return grad, None, None
 
 
 def _channel_stats(value: float | Sequence[float] | None, name: str) -> tuple[float, ...] | None:
@@ -73,6 +73,13 @@ class SemanticTransform(v2.Transform):
         from_generator: the inverse map (required with ``to_generator``).
         keep_model_mode: run the classifier in its current mode during inner steps instead of eval.
         rng: a ``torch.Generator`` driving every random draw (``None``: the global stream).
+        adaptive_eps: per-example eps state (adversarial modes; calls then need ``indices=``); it is a
+            submodule, so it is saved in this transform's ``state_dict`` and updated only in ``train()`` mode.
+        label_smoothing: ``c`` of NaTra's adaptive label smoothing: attacked examples get
+            ``(1 - a) onehot + a u`` with ``a = c * eps_i`` and ``u ~ Dirichlet(1)``, and the whole batch is
+            returned as ``(B, num_classes)`` soft labels; ``0`` returns labels unchanged.
+        num_classes: width of the soft labels; default: the classifier's logits width (or the soft
+            labels' width when soft labels come in).
     """
 
     modes: tuple[str, ...] = ("random",)
@@ -91,10 +98,17 @@ class SemanticTransform(v2.Transform):
         from_generator: ImageMap | None = None,
         keep_model_mode: bool = False,
         rng: torch.Generator | None = None,
+        adaptive_eps: AdaptiveEps | None = None,
+        label_smoothing: float = 0.0,
+        num_classes: int | None = None,
     ) -> None:
         super().__init__()
         check_choice(mode, self.modes, "mode")
         check_probability(p, "p")
+        self._check_adaptive(mode, adaptive_eps, label_smoothing, num_classes)
+        self.adaptive_eps = adaptive_eps
+        self.label_smoothing = float(label_smoothing)
+        self.num_classes = num_classes
         self.mode = mode
         self.p = float(p)
         self.mean = _channel_stats(mean, "mean")
@@ -114,6 +128,31 @@ class SemanticTransform(v2.Transform):
         self.__dict__["_from_generator_fn"] = from_generator
         if model is not None:
             self.bind(model)
+
+    def _check_adaptive(
+        self, mode: str, adaptive_eps: object, label_smoothing: object, num_classes: object
+    ) -> None:
+        if adaptive_eps is not None and not isinstance(adaptive_eps, AdaptiveEps):
+            raise TypeError(f"adaptive_eps: expected a torch_semaug.attacks.AdaptiveEps, got {describe(adaptive_eps)}")
+        if adaptive_eps is not None and mode in self.random_modes:
+            raise ValueError(
+                f"adaptive_eps: only adversarial modes {[m for m in self.modes if m not in self.random_modes]} "
+                f"attack with an eps, got mode={mode!r}"
+            )
+        if not isinstance(label_smoothing, int | float) or isinstance(label_smoothing, bool) or label_smoothing < 0:
+            raise ValueError(f"label_smoothing: expected a number >= 0, got {label_smoothing!r}")
+        if label_smoothing > 0 and mode in self.random_modes:
+            raise ValueError(
+                f"label_smoothing: the smoothing mass is label_smoothing * eps of an adversarial mode; "
+                f"mode={mode!r} has no eps"
+            )
+        if adaptive_eps is not None and label_smoothing * adaptive_eps.eps_max > 1:
+            raise ValueError(
+                f"label_smoothing: label_smoothing * eps_max must be <= 1 (a smoothing mass), got "
+                f"{label_smoothing} * {adaptive_eps.eps_max}"
+            )
+        if num_classes is not None:
+            check_int_at_least(num_classes, 2, "num_classes")
 
     # -- public API -----------------------------------------------------------------------------------
 
@@ -156,8 +195,8 @@ class SemanticTransform(v2.Transform):
             )
         if labels is not None:
             labels = check_labels(labels, images.shape[0])
-        out = self.transform(images, self.make_params([images]) | dict(labels=labels, latents=latents,
-                                                                            indices=indices))
+        params = self.make_params([images]) | dict(labels=labels, latents=latents, indices=indices)
+        out, labels = self._apply(images, params)
         return out if labels is None else (out, labels)
 
     def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
@@ -173,23 +212,38 @@ class SemanticTransform(v2.Transform):
 
     def transform(self, inpt: Tensor, params: dict[str, Any]) -> Tensor:
         """Apply the latent move to the selected examples of ``inpt``; the others are returned as they are."""
+        return self._apply(inpt, params)[0]
+
+    def _apply(self, inpt: Tensor, params: dict[str, Any]) -> tuple[Tensor, Tensor | None]:
+        """The moved images and the labels to return (soft labels when label smoothing is on)."""
         index = params["selected"].nonzero().squeeze(1)
+        labels = params.get("labels")
+        indices = params.get("indices")
+        if indices is not None:
+            indices = check_tensor(indices, "indices")
+            if indices.shape != (inpt.shape[0],):
+                raise ValueError(
+                    f"indices: expected one dataset index per image ({inpt.shape[0]},), got {describe(indices)}"
+                )
+            indices = indices.to(inpt.device)[index]
+        elif self.adaptive_eps is not None and self.needs_model:
+            raise ValueError(
+                "indices: adaptive_eps keeps one eps per dataset example; call t(x, y, indices=idx) with the "
+                "batch's dataset indices (torch_semaug.data.LatentDataset yields them)"
+            )
         if index.numel() == 0:
-            return inpt
+            return inpt, self._smooth(labels, index, None, None)
         images = inpt.as_subclass(Tensor)
         check_float(images, "images")
         check_finite(images, "images")
         generator = self._generator_on(images.device)
-        labels = params.get("labels")
         latents = self._latents_for(images, index, params.get("latents"), generator)
-        indices = params.get("indices")
-        if indices is not None:
-            indices = check_tensor(indices, "indices").to(images.device)[index]
         size, dtype = images.shape[-2:], images.dtype
 
         def decode(z: Tensor) -> Tensor:
             return self._to_classifier_space(generator.decode(z), size, dtype)
 
+        recorder: WidthRecorder | None = None
         if self.needs_model:
             if self.model is None:
                 raise ValueError(
@@ -199,16 +253,48 @@ class SemanticTransform(v2.Transform):
             if labels is None:
                 raise ValueError(f"labels: {type(self).__name__}(mode={self.mode!r}) needs the batch's labels")
             with classifier_guard(self.model, keep_mode=self.keep_model_mode) as classifier:
-                moved = self._move(latents, labels[index], MoveContext(decode, classifier, indices, self.rng))
+                if self.label_smoothing > 0 and self.num_classes is None and labels.ndim == 1:
+                    classifier = recorder = WidthRecorder(classifier)
+                ctx = MoveContext(
+                    decode, classifier, indices, self.rng, self.adaptive_eps, index.numel(), images.device
+                )
+                moved = self._move(latents, labels[index], ctx)
         else:
             sub_labels = labels[index] if labels is not None else None
-            moved = self._move(latents, sub_labels, MoveContext(decode, None, indices, self.rng))
+            ctx = MoveContext(decode, None, indices, self.rng, None, index.numel(), images.device)
+            moved = self._move(latents, sub_labels, ctx)
+        if self.adaptive_eps is not None and self.needs_model:
+            if ctx.fooled is None:
+                raise RuntimeError(f"{type(self).__name__}._move must call ctx.report(fooled) when adaptive_eps is set")
+            if self.training:
+                self.adaptive_eps.update(indices, ctx.fooled)
+        labels = self._smooth(labels, index, ctx.eps_used, recorder.width if recorder is not None else None)
         with torch.no_grad():
             variants = decode(moved.detach())
         check_finite(variants, "generator output", hint=f" from {type(generator).__name__}.decode()")
         out = images.clone()
         out[index] = variants
-        return tv_tensors.wrap(out, like=inpt) if isinstance(inpt, tv_tensors.TVTensor) else out
+        return (tv_tensors.wrap(out, like=inpt) if isinstance(inpt, tv_tensors.TVTensor) else out), labels
+
+    def _smooth(
+        self, labels: Tensor | None, index: Tensor, eps_used: Tensor | None, width: int | None
+    ) -> Tensor | None:
+        """NaTra's adaptive label smoothing of the moved examples; the others get their one-hot."""
+        if self.label_smoothing == 0 or labels is None:
+            return labels
+        if width is not None:
+            self.__dict__["_logits_width"] = width  # remembered for batches where no example is attacked
+        width = self.__dict__.get("_logits_width")
+        num_classes = self.num_classes or (labels.shape[1] if labels.ndim == 2 else width)
+        if num_classes is None:
+            raise ValueError(
+                "num_classes: label smoothing needs the number of classes; pass num_classes=... (no example "
+                "has reached the classifier yet to read it from the logits)"
+            )
+        if index.numel() and eps_used is None:
+            raise RuntimeError(f"{type(self).__name__}._move must call ctx.eps() for label smoothing")
+        amount = None if eps_used is None else self.label_smoothing * eps_used
+        return smooth_labels(labels, index, amount, num_classes, self.rng)
 
     # -- the subclass hook ----------------------------------------------------------------------------
 
@@ -284,26 +370,38 @@ class SemanticTransform(v2.Transform):
 
     def _to_classifier_space(self, gen_images: Tensor, size: torch.Size, dtype: torch.dtype) -> Tensor:
         low, high = self.generator.image_range
-        # Straight-through clamp: the classifier sees valid images, but the gradient is not cut at the
-        # range's edges, so a pixel (or GAN output) at the boundary can still move back inside, as in
-        # textbook PGD.
-        gen_images = gen_images.clamp(low, high).detach() + (gen_images - gen_images.detach())
+        gen_images = _StraightThroughClamp.apply(gen_images, low, high)
         if tuple(gen_images.shape[-2:]) != tuple(size):
             gen_images = kornia.geometry.transform.resize(
                 gen_images, tuple(size), interpolation="bilinear", antialias=True
             )
         if self._from_generator_fn is not None:
             return self._from_generator_fn(gen_images).to(dtype)
-        images = (gen_images - low) / (high - low)
-        if self.mean is not None:
-            images = (images - self._channel_view(self.mean, images)) / self._channel_view(self.std, images)
-        return images.to(dtype)
+        # (g - low) / (high - low), then (x - mean) / std, folded into one affine map (none if identity).
+        mean = self.mean or (0.0,)
+        std = self.std or (1.0,)
+        scale = [1.0 / ((high - low) * s) for s in std]
+        shift = [-(low / (high - low) + m) / s for m, s in zip(mean, std)]
+        if any(v != 1.0 for v in scale) or any(v != 0.0 for v in shift):
+            gen_images = torch.addcmul(
+                self._channel_view(shift, gen_images), gen_images, self._channel_view(scale, gen_images)
+            )
+        return gen_images.to(dtype)
 
     def extra_repr(self) -> str:
         fields = {"mode": self.mode, "p": self.p, **self._repr_fields()}
         if self.mean is not None:
             fields |= {"mean": self.mean, "std": self.std}
-        return f"generator={type(self.generator).__name__}, " + ", ".join(f"{k}={v!r}" for k, v in fields.items())
+        if self.label_smoothing:
+            fields["label_smoothing"] = self.label_smoothing
+        text = f"generator={type(self.generator).__name__}, " + ", ".join(f"{k}={v!r}" for k, v in fields.items())
+        if self.adaptive_eps is not None:
+            text += f", adaptive_eps=AdaptiveEps({self.adaptive_eps.extra_repr()})"
+        return text
+
+    def __repr__(self) -> str:
+        # One line, also with an AdaptiveEps submodule (nn.Module would print children on their own lines).
+        return f"{type(self).__name__}({self.extra_repr()})"
 
     def _repr_fields(self) -> dict[str, Any]:
         """Hyper-parameters a subclass shows in its one-line repr."""

@@ -1,0 +1,5 @@
+"""Figures: sample grids, slider views of latent directions, result plots."""
+
+from torch_semaug.viz.sliders import save_grid, slider_grid
+
+__all__ = ["save_grid", "slider_grid"]

@@ -1,0 +1,157 @@
+"""Adaptive perturbation tuning and adaptive label smoothing (NaTra 3.4.3), through the transform base."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from torch_semaug import AdversarialLatentAttack, IdentityGenerator
+from torch_semaug.attacks import AdaptiveEps, dirichlet_ones
+
+
+class ConstantClassifier(nn.Module):
+    """Always predicts class 0, whatever the image: no attack can fool it on class 0, class-1+ are wrong."""
+
+    def __init__(self, num_classes: int = 4) -> None:
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(num_classes))
+        with torch.no_grad():
+            self.bias[0] = 5.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bias.expand(x.shape[0], -1) + 0 * x.flatten(1).sum(1, keepdim=True)
+
+
+class LinearClassifier(nn.Module):
+    def __init__(self, num_classes: int = 3) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def attack(model: nn.Module, **kwargs) -> AdversarialLatentAttack:
+    return AdversarialLatentAttack(
+        IdentityGenerator((3, 4, 4)), model, eps=0.05, step_size=0.02, steps=2, rng=torch.Generator().manual_seed(0),
+        **kwargs,
+    )
+
+
+def test_adaptive_eps_grows_only_for_examples_still_classified_correctly():
+    state = AdaptiveEps(10, start=0.1, rho=0.05, eps_max=0.2)
+    t = attack(ConstantClassifier(), adaptive_eps=state)
+    images = torch.rand(6, 3, 4, 4)
+    labels = torch.tensor([0, 1, 0, 2, 0, 3])  # class 0: correct (never fooled); others: already wrong
+    indices = torch.tensor([7, 1, 2, 3, 9, 5])
+    t(images, labels, indices=indices)
+    expected = torch.full((10,), 0.1)
+    expected[[7, 2, 9]] = 0.15
+    assert torch.allclose(state.eps, expected)
+    for _ in range(3):  # capped at eps_max
+        t(images, labels, indices=indices)
+    expected[[7, 2, 9]] = 0.2
+    assert torch.allclose(state.eps, expected)
+
+
+def test_adaptive_eps_is_the_radius_of_each_examples_attack():
+    state = AdaptiveEps(4, start=0.01, rho=0.01, eps_max=0.5)
+    with torch.no_grad():
+        state.eps.copy_(torch.tensor([0.01, 0.2, 0.05, 0.4]))
+    t = attack(LinearClassifier(), adaptive_eps=state)
+    t.eval()  # no update: the state stays as set
+    images = torch.rand(4, 3, 4, 4) * 0.5 + 0.25
+    out, _ = t(images, torch.tensor([0, 1, 2, 0]), indices=torch.tensor([0, 1, 2, 3]))
+    moved = (out - images).flatten(1).abs().max(1).values
+    assert torch.all(moved <= state.eps + 1e-6)
+    assert moved[3] > 0.05  # the step size scales with eps_i, so large radii are used
+    assert torch.equal(state.eps, torch.tensor([0.01, 0.2, 0.05, 0.4]))
+
+
+def test_state_dict_round_trip_resumes_eps():
+    state = AdaptiveEps(8, start=0.1, rho=0.05, eps_max=1.0)
+    t = attack(ConstantClassifier(), adaptive_eps=state)
+    t(torch.rand(3, 3, 4, 4), torch.tensor([0, 0, 1]), indices=torch.tensor([0, 4, 5]))
+    saved = t.state_dict()
+    assert list(saved) == ["adaptive_eps.eps"]
+    resumed = attack(ConstantClassifier(), adaptive_eps=AdaptiveEps(8, start=0.1, rho=0.05, eps_max=1.0))
+    resumed.load_state_dict(saved)
+    assert torch.equal(resumed.adaptive_eps.eps, state.eps)
+    resumed(torch.rand(1, 3, 4, 4), torch.tensor([0]), indices=torch.tensor([0]))
+    assert resumed.adaptive_eps.eps[0] == pytest.approx(0.2)
+
+
+def test_soft_labels_sum_to_one_with_the_smoothing_mass():
+    state = AdaptiveEps(6, start=0.1, rho=0.1, eps_max=0.5)
+    with torch.no_grad():
+        state.eps.copy_(torch.tensor([0.1, 0.2, 0.3, 0.4, 0.5, 0.5]))
+    t = attack(LinearClassifier(num_classes=5), adaptive_eps=state, label_smoothing=2.0).eval()
+    labels = torch.tensor([0, 1, 2, 3, 4, 0])
+    _, soft = t(torch.rand(6, 3, 4, 4), labels, indices=torch.arange(6))
+    assert soft.shape == (6, 5) and soft.dtype == torch.float32
+    assert torch.allclose(soft.sum(1), torch.ones(6))
+    mass = 2.0 * state.eps  # a = c * eps_i
+    onehot = torch.nn.functional.one_hot(labels, 5).float()
+    spread = soft - (1 - mass[:, None]) * onehot  # = a * u with u on the simplex
+    assert torch.all(spread >= -1e-6)
+    assert torch.allclose(spread.sum(1), mass, atol=1e-6)
+    assert (spread / mass[:, None]).std(0).max() > 0  # u is random, not uniform
+
+
+def test_unselected_examples_keep_their_one_hot():
+    t = attack(LinearClassifier(num_classes=3), label_smoothing=1.0, p=0.5)
+    labels = torch.tensor([0, 1, 2, 1, 0, 2, 1, 0])
+    images = torch.rand(8, 3, 4, 4)
+    out, soft = t(images, labels)
+    untouched = (out == images).flatten(1).all(1)
+    assert untouched.any() and (~untouched).any()
+    onehot = torch.nn.functional.one_hot(labels, 3).float()
+    assert torch.equal(soft[untouched], onehot[untouched])
+    assert torch.allclose(soft[~untouched].sum(1), torch.ones(int((~untouched).sum())))
+    assert torch.allclose(soft[~untouched].max(1).values.lt(1).float(), torch.ones(int((~untouched).sum())))
+
+
+def test_num_classes_argument_and_soft_label_input():
+    t = attack(LinearClassifier(num_classes=3), label_smoothing=1.0, num_classes=3)
+    y = torch.tensor([[0.5, 0.5, 0.0], [0.0, 0.0, 1.0]])
+    _, soft = t(torch.rand(2, 3, 4, 4), y)
+    assert torch.allclose(soft.sum(1), torch.ones(2))
+    spread = soft - 0.95 * y
+    assert torch.allclose(spread.sum(1), torch.full((2,), 0.05), atol=1e-6)
+
+
+def test_dirichlet_ones_is_seeded_and_on_the_simplex():
+    a = dirichlet_ones(2000, 4, torch.Generator().manual_seed(1), torch.device("cpu"))
+    b = dirichlet_ones(2000, 4, torch.Generator().manual_seed(1), torch.device("cpu"))
+    assert torch.equal(a, b) and torch.all(a >= 0)
+    assert torch.allclose(a.sum(1), torch.ones(2000))
+    assert torch.allclose(a.mean(0), torch.full((4,), 0.25), atol=0.02)  # flat Dirichlet: mean 1/K
+
+
+def test_bad_input():
+    state = AdaptiveEps(4, start=0.1, rho=0.1, eps_max=0.3)
+    t = attack(ConstantClassifier(), adaptive_eps=state)
+    with pytest.raises(ValueError, match="indices.*adaptive_eps"):
+        t(torch.rand(2, 3, 4, 4), torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="indices"):
+        t(torch.rand(2, 3, 4, 4), torch.tensor([0, 1]), indices=torch.tensor([0, 4]))
+    with pytest.raises(ValueError, match="start"):
+        AdaptiveEps(4, start=1.0, rho=0.1, eps_max=0.3)
+    with pytest.raises(ValueError, match="num_examples"):
+        AdaptiveEps(0, start=0.1, rho=0.1, eps_max=0.3)
+    with pytest.raises(ValueError, match="label_smoothing"):
+        attack(ConstantClassifier(), adaptive_eps=AdaptiveEps(4, 0.1, 0.1, 0.5), label_smoothing=3.0)
+    with pytest.raises(ValueError, match="label_smoothing"):
+        attack(ConstantClassifier(), label_smoothing=-1.0)
+    with pytest.raises(TypeError, match="adaptive_eps"):
+        attack(ConstantClassifier(), adaptive_eps=0.1)
+    with pytest.raises(ValueError, match="fooled"):
+        state.update(torch.tensor([0, 1]), torch.tensor([1, 0]))
+
+
+def test_repr_is_one_line_with_the_adaptive_state():
+    t = attack(ConstantClassifier(), adaptive_eps=AdaptiveEps(4, 0.1, 0.1, 0.3), label_smoothing=0.5)
+    text = repr(t)
+    assert "\n" not in text and "AdaptiveEps(num_examples=4" in text and "label_smoothing=0.5" in text
