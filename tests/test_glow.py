@@ -139,3 +139,15 @@ def test_bad_input():
         Glow((2, 16, 16), levels=2)
     with pytest.raises(ValueError, match="temperature"):
         glow.sample_latent(1, temperature=0.0)
+
+
+def test_frozen_weight_cache_follows_weight_changes():
+    a, b = _glow(seed=0), _glow(seed=1)
+    z = a.sample_latent(2, torch.Generator().manual_seed(0))
+    first = a.decode(z)  # fills the cached 1x1-convolution inverses
+    assert torch.equal(a.decode(z), first)
+    a.load_state_dict(b.state_dict())  # in-place copies: the cache must notice
+    assert torch.equal(a.decode(z), b.decode(z)) and not torch.equal(a.decode(z), first)
+    a.requires_grad_(True)  # training again: no cache, gradients reach the weights
+    a.decode(z).sum().backward()
+    assert a.blocks[0].steps[0].invconv.lower.grad is not None

@@ -207,7 +207,7 @@ class LearnedEncoder(nn.Module):
         if expected != found:
             raise ValueError(f"generator: encoder expects (resolution, channels, num_ws, w_dim) = {expected}, "
                              f"got {found}")
-        self.__dict__["generator"] = generator
+        self.__dict__["generator"] = generator.freeze()
         with torch.no_grad():
             self.w_avg.copy_(generator.w_avg.to(self.w_avg.device))
         return self

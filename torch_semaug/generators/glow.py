@@ -39,21 +39,18 @@ class GlowLevel(nn.Module):
         self.prior = GaussianPrior(kept, channels - kept, spatial)
         self.kept = kept
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """``x`` (already squeezed) -> (what goes to the next level, standardised latent, log-det)."""
+    def forward(self, x: Tensor) -> tuple[Tensor | None, Tensor, Tensor]:
+        """Squeezed ``x`` -> (input of the next level, None at the top; standardised latent; log-det)."""
         logdet = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
         for step in self.steps:
             x, ld = step(x)
             logdet = logdet + ld
-        if self.split:
-            h, z = x[:, : self.kept], x[:, self.kept :]
-        else:
-            h, z = x[:, :0], x
-        eps, ld = self.prior.standardize(z, h if self.split else None)
+        h, z = (x[:, : self.kept], x[:, self.kept :]) if self.split else (None, x)
+        eps, ld = self.prior.standardize(z, h)
         return h, eps, logdet + ld
 
     def inverse(self, h: Tensor | None, eps: Tensor) -> Tensor:
-        z = self.prior.unstandardize(eps, h if self.split else None)
+        z = self.prior.unstandardize(eps, h)
         x = torch.cat([h, z], dim=1) if self.split else z
         for step in reversed(self.steps):
             x = step.inverse(x)

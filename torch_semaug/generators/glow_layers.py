@@ -64,7 +64,8 @@ class InvConv1x1(nn.Module):
     ``P`` and ``sign`` are fixed buffers from the QR/LU decomposition of a random rotation at
     construction; the log-determinant is ``H * W * sum(log_s)``. The inverse weight is computed in
     float64 from the exact float32 matrix the forward uses, so encode/decode round trips stay at float32
-    rounding level.
+    rounding level. Once the layer is frozen both matrices are cached (every attack step decodes), and
+    recomputed whenever a parameter changes in place, moves or is replaced.
     """
 
     def __init__(self, channels: int) -> None:
@@ -78,6 +79,24 @@ class InvConv1x1(nn.Module):
         self.lower = nn.Parameter(lower.float())
         self.upper = nn.Parameter(torch.triu(upper, 1).float())
         self.log_s = nn.Parameter(torch.log(diag.abs()).float())
+        self._cache: tuple[tuple, Tensor, Tensor] | None = None
+
+    def _state_key(self) -> tuple | None:
+        """Identifies the current weights; ``None`` while they train (the matrices need their graph)."""
+        tensors = (self.lower, self.upper, self.log_s, self.p, self.sign_s)
+        if any(t.requires_grad for t in tensors):
+            return None
+        return tuple((t.data_ptr(), t._version, t.device, t.dtype) for t in tensors)
+
+    def weights(self) -> tuple[Tensor, Tensor]:
+        """``(W, W^-1)``, cached while the layer is frozen."""
+        key = self._state_key()
+        if key is not None and self._cache is not None and self._cache[0] == key:
+            return self._cache[1], self._cache[2]
+        w = self.weight()
+        w_inv = torch.linalg.inv(w.double()).to(w.dtype)
+        self._cache = (key, w.detach(), w_inv.detach()) if key is not None else None
+        return w, w_inv
 
     def weight(self) -> Tensor:
         eye = torch.eye(self.lower.shape[0], dtype=self.lower.dtype, device=self.lower.device)
@@ -86,14 +105,12 @@ class InvConv1x1(nn.Module):
         return self.p @ lower @ upper
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        w = self.weight()
+        w = self.weight() if self._state_key() is None else self.weights()[0]
         logdet = self.log_s.sum() * (x.shape[2] * x.shape[3])
         return F.conv2d(x, w[:, :, None, None]), logdet.expand(x.shape[0])
 
     def inverse(self, y: Tensor) -> Tensor:
-        w = self.weight()
-        w_inv = torch.linalg.inv(w.double()).to(w.dtype)
-        return F.conv2d(y, w_inv[:, :, None, None])
+        return F.conv2d(y, self.weights()[1][:, :, None, None])
 
 
 class ZeroConv2d(nn.Conv2d):

@@ -227,8 +227,9 @@ class StyleGAN2(LatentGenerator):
 
 
 def as_stylegan(generator: object, name: str = "generator") -> StyleGAN2:
-    """Raise ``TypeError`` unless ``generator`` is a W+ generator (``num_ws``, ``w_dim``, ``mapping``, ``mix``)."""
-    needed = ("num_ws", "w_dim", "mapping", "sample_z", "mix", "decode")
+    """Raise ``TypeError`` unless ``generator`` is a W+ generator (``num_ws``, ``w_dim``, ``z_dim``, ``mapping``,
+    ``mix``, ``decode``)."""
+    needed = ("num_ws", "w_dim", "z_dim", "mapping", "mix", "decode")
     if not isinstance(generator, nn.Module) or not all(hasattr(generator, a) for a in needed):
         raise TypeError(
             f"{name}: expected a StyleGAN2-like W+ generator (torch_semaug.generators.StyleGAN2, with "

@@ -103,8 +103,10 @@ class LatentMix(SemanticTransform):
     def random_styles(self, latents: Tensor, rng: torch.Generator | None) -> Tensor:
         """``latents`` with layers ``[split:]`` replaced by ``map(z)`` of fresh random ``z``."""
         g = self.generator
+        device = rng.device if rng is not None else latents.device
+        z = torch.randn(latents.shape[0], g.z_dim, generator=rng, device=device).to(latents.device, g.dtype)
         with torch.no_grad():
-            w = g.mapping(g.sample_z(latents.shape[0], rng), self.truncation_psi).to(latents.dtype)
+            w = g.mapping(z, self.truncation_psi).to(latents.dtype)
         return g.mix(latents, w, self.split)
 
     def _move(self, latents: Tensor, labels: Tensor | None, ctx: MoveContext) -> Tensor:
