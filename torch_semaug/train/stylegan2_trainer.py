@@ -231,7 +231,7 @@ def run(args: argparse.Namespace) -> int:
     bar.close()
     save_checkpoint(done)
     _save_grid(G_ema, fixed_z, out / "samples" / "final.png")
-    command = "semaug train-generator stylegan2 " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+    command = "semaug train-generator stylegan2 " + " ".join(shlex.quote(a) for a in sys.argv[3:])
     save_generator(G_ema.cpu(), out / "G.safetensors", command=command, iterations=str(done),
                    wall_seconds=f"{time.time() - t0:.0f}")
     print(f"wrote {out / 'G.safetensors'} after {done} iterations ({time.time() - t0:.0f} s)")
