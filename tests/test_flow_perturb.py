@@ -113,3 +113,19 @@ def test_nan_from_the_flow_never_reaches_the_classifier():
     with pytest.raises(ValueError, match="generator output.*during the attack"):
         ala(_mid_images(2), torch.tensor([0, 1]))
     assert all(seen)
+
+
+def test_adversarial_adaptive_eps_and_label_smoothing():
+    from torch_semaug.attacks.adaptive import AdaptiveEps
+
+    glow = tiny_glow()
+    adaptive = AdaptiveEps(6, start=0.1, rho=0.2, eps_max=1.0)
+    ala = ts.FlowPerturb(glow, mode="adversarial", eps=1.0, norm="l2", steps=2, model=make_classifier(),
+                         adaptive_eps=adaptive, label_smoothing=0.5)
+    labels = torch.arange(6) % 5
+    out, soft = ala(_mid_images(6), labels, indices=torch.arange(6))
+    assert out.shape == (6, 3, 16, 16) and soft.shape == (6, 5)
+    assert torch.allclose(soft.sum(1), torch.ones(6))
+    assert (adaptive.eps > 0.1 + 1e-6).any()  # examples that survived grew their eps
+    with pytest.raises(ValueError, match="adaptive_eps"):
+        ts.FlowPerturb(glow, eps=0.1, adaptive_eps=AdaptiveEps(6, start=0.1, rho=0.2, eps_max=1.0))
