@@ -198,6 +198,9 @@ def case_direction_edit(setup: Setup) -> list[Row]:
         rows.append(Row("direction_edit", f"{type(generator).__name__} {size[0]} px, 10 directions, layers={layers}, "
                         f"{steps} steps", seconds, floor_seconds, f"{steps} x (generator + classifier fwd+bwd)",
                         peak))
+    return rows
+
+
 def _speed_stylegan(setup: Setup) -> ts.StyleGAN2:
     """A StyleGAN2 at the batch's resolution: tiny for smoke, the 32 px default (1.3 M parameters) otherwise."""
     torch.manual_seed(0)
