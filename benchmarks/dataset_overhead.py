@@ -4,8 +4,9 @@ One epoch = one full pass of a DataLoader (default collate) over the dataset, no
 CIFAR-10 JPEG copy (``--data-root``, decode + ToTensor, the realistic case) or, with ``--synthetic``, an
 in-memory TensorDataset (the worst case: the base costs almost nothing). The cache holds one float32
 latent of the image's size per sample (a Glow-sized latent: 3x32x32) and is built before timing.
-Epochs of the two datasets alternate; the median and the fastest of the repeats are compared (the
-fastest is the least disturbed by other load on a shared machine). With 0 workers the process's CPU time
+Epochs of the two datasets alternate; the overhead is the median over the back-to-back pairs of the
+ratio of their times, and the ratio of the fastest epochs (least disturbed by other load on a shared
+machine). With 0 workers the process's CPU time
 is measured, with workers the wall time.
 
     python benchmarks/dataset_overhead.py --scale cpu --data-root /work/shared/data
@@ -20,15 +21,16 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset, default_collate
 
 from torch_semaug import IdentityGenerator
 from torch_semaug.data import LatentCache, LatentDataset
 from torch_semaug.data.datasets import create_dataset, default_data_root
 from torch_semaug.train.data import encoding_transform
 
-SCALES = {"smoke": dict(n=256, repeats=2), "cpu": dict(n=5000, repeats=7), "paper": dict(n=50000, repeats=5)}
+SCALES = {"smoke": dict(n=256, repeats=2), "cpu": dict(n=5000, repeats=9), "paper": dict(n=50000, repeats=5)}
 
 
 def epoch_seconds(dataset: Dataset, batch_size: int, workers: int) -> float:
@@ -43,14 +45,38 @@ def epoch_seconds(dataset: Dataset, batch_size: int, workers: int) -> float:
     return clock() - start
 
 
-def measure(base: Dataset, wrapped: Dataset, batch_size: int, workers: int, repeats: int) -> tuple[float, ...]:
+def measure(base: Dataset, wrapped: Dataset, batch_size: int, workers: int, repeats: int) -> dict[str, float]:
+    """Median epoch times, the median of the per-pair ratios (each pair run back to back, so slow drifts of
+    the machine's load cancel) and the ratio of the fastest epochs."""
     epoch_seconds(base, batch_size, workers)  # warm the page cache and the memory map
     epoch_seconds(wrapped, batch_size, workers)
     base_times, wrapped_times = [], []
     for _ in range(repeats):
         base_times.append(epoch_seconds(base, batch_size, workers))
         wrapped_times.append(epoch_seconds(wrapped, batch_size, workers))
-    return statistics.median(base_times), statistics.median(wrapped_times), min(base_times), min(wrapped_times)
+    ratios = [w / b for b, w in zip(base_times, wrapped_times)]
+    return {"base": statistics.median(base_times), "wrapped": statistics.median(wrapped_times),
+            "paired": statistics.median(ratios), "fastest": min(wrapped_times) / min(base_times)}
+
+
+def batch_cpu_ms(base: Dataset, wrapped: LatentDataset, batch_size: int, batches: int = 60) -> tuple[float, ...]:
+    """CPU milliseconds per batch (fetch + default collate) of base and wrapped on the same random indices,
+    taking turns at going first, and of the latent read alone: the wrapper's cost without DataLoader or
+    epoch noise."""
+    rng = np.random.default_rng(0)
+    times = np.zeros(3)
+    fetches = (lambda rows: default_collate([base[i] for i in rows]),
+               lambda rows: default_collate(wrapped.__getitems__(rows)),
+               lambda rows: wrapped.latents[rows])
+    for batch in range(batches):
+        indices = rng.permutation(len(base))[:batch_size].tolist()
+        order = (0, 1, 2) if batch % 2 == 0 else (1, 0, 2)  # whoever goes second finds the files cached
+        for k in order:
+            fetch = fetches[k]
+            start = time.process_time()
+            fetch(indices)
+            times[k] += time.process_time() - start
+    return tuple(1000 * times / batches)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,19 +104,22 @@ def main(argv: list[str] | None = None) -> int:
         check_s = time.perf_counter() - start
         rows = []
         for workers in args.workers:
-            base_s, wrapped_s, base_min, wrapped_min = measure(base, wrapped, args.batch_size, workers,
-                                                               scale["repeats"])
-            median_pct, min_pct = 100 * (wrapped_s / base_s - 1), 100 * (wrapped_min / base_min - 1)
-            rows.append(f"| {name} | {workers} | {base_s:.3f} | {wrapped_s:.3f} | {median_pct:+.1f} % "
-                        f"| {min_pct:+.1f} % |")
+            m = measure(base, wrapped, args.batch_size, workers, scale["repeats"])
+            rows.append(f"| {name} | {workers} | {m['base']:.3f} | {m['wrapped']:.3f} | "
+                        f"{100 * (m['paired'] - 1):+.1f} % | {100 * (m['fastest'] - 1):+.1f} % |")
+        base_ms, wrapped_ms, read_ms = batch_cpu_ms(base, wrapped, args.batch_size)
     table = "\n".join([
         f"LatentDataset overhead per epoch (median of {scale['repeats']}, batch {args.batch_size}, "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads); fingerprint check at construction: "
         f"{check_s * 1000:.0f} ms once",
         "",
-        "| base dataset | workers | base s/epoch | LatentDataset s/epoch | overhead (median) | overhead (fastest) |",
+        "| base dataset | workers | base s/epoch | LatentDataset s/epoch | overhead (median of pairs) "
+        "| overhead (fastest) |",
         "|---|---|---|---|---|---|",
         *rows,
+        "",
+        f"Per batch, CPU time without DataLoader (60 batches): base {base_ms:.2f} ms, LatentDataset "
+        f"{wrapped_ms:.2f} ms ({100 * (wrapped_ms / base_ms - 1):+.1f} %), of which the latent read {read_ms:.2f} ms.",
     ])
     print(table)
     if args.out:

@@ -32,7 +32,7 @@ CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "hors
 
 
 def small_cnn(num_classes: int = 10) -> nn.Module:
-    """A 4-conv CNN with BatchNorm (about 25k weights), cheap enough to train on a shared CPU in minutes."""
+    """A 4-conv CNN with BatchNorm (17k weights), cheap enough to train on a shared CPU in minutes."""
 
     def block(c_in: int, c_out: int) -> nn.Sequential:
         return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU())

@@ -162,22 +162,21 @@ def case_flow_perturb(setup: Setup) -> list[Row]:
     return rows
 
 
-def wplus_generator(device: torch.device, resolution: int = 32) -> nn.Module:
-    """A randomly initialised StyleGAN2 (the cost of a step does not depend on training), or, on a branch
-    without it, the tiny W+ test generator."""
-    stylegan2 = getattr(ts.generators, "StyleGAN2", None)
-    if stylegan2 is not None:
-        torch.manual_seed(0)
-        return stylegan2(resolution).to(device).freeze()
-    from tests.wplus_toy import ToyWPlusGenerator
-
-    return ToyWPlusGenerator(w_dim=64, z_dim=64, channels=64).to(device)
+def _speed_stylegan(setup: Setup) -> ts.StyleGAN2:
+    """A StyleGAN2 at the batch's resolution: tiny for smoke, the 32 px default (1.3 M parameters) otherwise."""
+    torch.manual_seed(0)
+    size = setup.images.shape[-1]
+    if setup.scale == "smoke":
+        generator = ts.StyleGAN2(size, z_dim=16, w_dim=16, mapping_layers=2, channel_base=256, channel_max=16)
+    else:
+        generator = ts.StyleGAN2(size)
+    return generator.to(setup.device).freeze()
 
 
 def case_direction_edit(setup: Setup) -> list[Row]:
     """Adversarial DirectionEdit vs steps x (generator + classifier fwd+bwd), on cached W+ latents."""
     model, labels, steps = setup.model, setup.labels, setup.steps
-    generator = wplus_generator(setup.device)
+    generator = _speed_stylegan(setup)
     size = generator.image_shape[1:]
     images = F.interpolate(setup.images, size=size, mode="bilinear", antialias=True).clamp(0, 1)
     latents = generator.sample_latent(images.shape[0], torch.Generator(setup.device).manual_seed(0))
@@ -199,17 +198,6 @@ def case_direction_edit(setup: Setup) -> list[Row]:
                         f"{steps} steps", seconds, floor_seconds, f"{steps} x (generator + classifier fwd+bwd)",
                         peak))
     return rows
-
-
-def _speed_stylegan(setup: Setup) -> ts.StyleGAN2:
-    """A StyleGAN2 at the batch's resolution: tiny for smoke, the 32 px default (1.3 M parameters) otherwise."""
-    torch.manual_seed(0)
-    size = setup.images.shape[-1]
-    if setup.scale == "smoke":
-        generator = ts.StyleGAN2(size, z_dim=16, w_dim=16, mapping_layers=2, channel_base=256, channel_max=16)
-    else:
-        generator = ts.StyleGAN2(size)
-    return generator.to(setup.device).freeze()
 
 
 def case_latent_mix(setup: Setup) -> list[Row]:

@@ -3,9 +3,9 @@
     python benchmarks/speed_directions.py --num-samples 10000 --out benchmarks/results/speed_directions.md
 
 Uses the trained generator given by ``--generator`` (a ``.safetensors`` checkpoint), else a randomly
-initialised StyleGAN2 at 32 px (discovery cost does not depend on training), else, on a branch without
-StyleGAN2, the tiny W+ test generator. UMAP is timed after a warm-up fit on a few hundred codes, so its
-numba compilation (a one-off ~15 s per process) is reported separately.
+initialised StyleGAN2 at 32 px (discovery cost does not depend on training). UMAP is timed after a
+warm-up fit on a few hundred codes, so its numba compilation (a one-off per process) is reported
+separately.
 """
 
 from __future__ import annotations
@@ -28,10 +28,8 @@ from torch_semaug._io import write_text_atomic  # noqa: E402
 def load(path: str | None, device: str) -> torch.nn.Module:
     if path:
         return ts.generators.load_generator(path, device=device)
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from speed import wplus_generator
-
-    return wplus_generator(torch.device(device))
+    torch.manual_seed(0)
+    return ts.StyleGAN2(32).to(device).freeze()
 
 
 def main(argv: list[str] | None = None) -> list[tuple[str, str, float]]:

@@ -135,45 +135,6 @@ TRANSFORM_CASES: list[TransformCase] = [
 ]
 
 
-@functools.cache
-def _toy_wplus() -> tuple[LatentGenerator, ts.Directions]:
-    """The tiny W+ generator and its PCA directions, built once per test session."""
-    from tests.wplus_toy import ToyWPlusGenerator
-
-    generator = ToyWPlusGenerator()
-    return generator, ts.find_directions(generator, n_components=4, num_samples=300, progress=False)
-
-
-def _toy_latents(images: torch.Tensor) -> torch.Tensor:
-    """Cached W+ latents of a batch: drawn from the prior, seeded by the batch size (no encoder needed)."""
-    generator, _ = _toy_wplus()
-    return generator.sample_latent(images.shape[0], torch.Generator().manual_seed(images.shape[0])).to(images.dtype)
-
-
-def _direction_edit(**kwargs) -> Callable[..., SemanticTransform]:
-    def make(p: float, rng: torch.Generator | None, model: nn.Module | None) -> SemanticTransform:
-        generator, directions = _toy_wplus()
-        return ts.DirectionEdit(generator, directions, model=model, p=p, rng=rng, **kwargs)
-
-    return make
-
-
-TRANSFORM_CASES += [
-    TransformCase(
-        "direction_edit-random-layers", _direction_edit(components=[0, 2], layers=(1, 3)), (3, 16, 16),
-        adversarial=False, latents=_toy_latents,
-    ),
-    TransformCase(
-        "direction_edit-adversarial", _direction_edit(mode="adversarial", eps=1.0, steps=2), (3, 16, 16),
-        adversarial=True, latents=_toy_latents,
-    ),
-    TransformCase(
-        "direction_edit-adversarial-restarts-early-stop-resized",
-        _direction_edit(mode="adversarial", strength=(-1.0, 3.0), steps=2, restarts=2, random_start=True,
-                        early_stop=True, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)),
-        (3, 24, 24), adversarial=True, latents=_toy_latents, normalize=((0.5, 0.5, 0.5), (0.25, 0.25, 0.25)),
-    ),
-]
 
 
 def _identity_generator() -> LatentGenerator:
@@ -301,3 +262,42 @@ TRANSFORM_CASES += [
 ]
 
 GENERATOR_CASES.append(GeneratorCase("stylegan2", _stylegan2))
+
+
+# -- DirectionEdit (on the tiny StyleGAN2 above) --------------------------------------------------------------
+
+
+@functools.cache
+def _stylegan_directions() -> ts.Directions:
+    """PCA directions of the tiny StyleGAN2, found once per test session."""
+    return ts.find_directions(_stylegan2(), n_components=4, num_samples=300, progress=False)
+
+
+def _direction_edit(**kwargs) -> Callable[..., SemanticTransform]:
+    def make(p: float, rng: torch.Generator | None, model: nn.Module | None) -> SemanticTransform:
+        generator = _stylegan2()
+        from torch_semaug.generators.encoders import LearnedEncoder
+
+        torch.manual_seed(1)  # an untrained encoder: calls without latents= encode the images
+        generator.attach_encoder(LearnedEncoder(generator, width=4))
+        return ts.DirectionEdit(generator, _stylegan_directions(), model=model, p=p, rng=rng, **kwargs)
+
+    return make
+
+
+TRANSFORM_CASES += [
+    TransformCase(
+        "direction_edit-random-layers", _direction_edit(components=[0, 2], layers=(1, 4)), (3, 16, 16),
+        adversarial=False, latents=_stylegan_latents,
+    ),
+    TransformCase(
+        "direction_edit-adversarial", _direction_edit(mode="adversarial", eps=1.0, steps=2), (3, 16, 16),
+        adversarial=True, latents=_stylegan_latents,
+    ),
+    TransformCase(
+        "direction_edit-adversarial-restarts-early-stop-resized",
+        _direction_edit(mode="adversarial", strength=(-1.0, 3.0), steps=2, restarts=2, random_start=True,
+                        early_stop=True, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)),
+        (3, 24, 24), adversarial=True, latents=_stylegan_latents, normalize=((0.5, 0.5, 0.5), (0.25, 0.25, 0.25)),
+    ),
+]

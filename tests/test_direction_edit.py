@@ -7,19 +7,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tests.wplus_toy import ToyWPlusGenerator
-from torch_semaug import AdaptiveEps, DirectionEdit, create
+from torch_semaug import AdaptiveEps, DirectionEdit, StyleGAN2, create
 from torch_semaug.directions import Directions, find_directions
 
 
 @pytest.fixture(scope="module")
-def toy() -> ToyWPlusGenerator:
-    return ToyWPlusGenerator()
+def stylegan() -> StyleGAN2:
+    """A tiny randomly initialised StyleGAN2: 16 px, 6 W+ layers of 16 dimensions."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        return StyleGAN2(16, z_dim=16, w_dim=16, mapping_layers=2, channel_base=256, channel_max=16).freeze()
 
 
 @pytest.fixture(scope="module")
-def dirs(toy) -> Directions:
-    return find_directions(toy, n_components=4, num_samples=500, progress=False)
+def dirs(stylegan) -> Directions:
+    return find_directions(stylegan, n_components=4, num_samples=500, progress=False)
 
 
 class SmallNet(nn.Module):
@@ -35,11 +37,11 @@ class SmallNet(nn.Module):
         return self.net(x)
 
 
-def batch(toy, n: int = 6, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def batch(stylegan, n: int = 6, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Latents, images in [0, 1] and labels (the net's own predictions, so that it starts correct)."""
-    latents = toy.sample_latent(n, torch.Generator().manual_seed(seed))
+    latents = stylegan.sample_latent(n, torch.Generator().manual_seed(seed))
     with torch.no_grad():
-        images = (toy.decode(latents) + 1) / 2
+        images = (stylegan.decode(latents) + 1) / 2
         labels = SmallNet()(images).argmax(1)
     return latents, images, labels
 
@@ -49,12 +51,12 @@ def coefficients(dirs: Directions, before: torch.Tensor, after: torch.Tensor, la
     return ((after[:, layer] - before[:, layer]) @ dirs.basis.T) / dirs.std
 
 
-def test_random_mode_draws_coefficients_in_strength_on_the_chosen_layers(toy, dirs):
-    t = DirectionEdit(toy, dirs, components=[0, 2], layers=(1, 3), strength=(-1.5, 0.5),
+def test_random_mode_draws_coefficients_in_strength_on_the_chosen_layers(stylegan, dirs):
+    t = DirectionEdit(stylegan, dirs, components=[0, 2], layers=(1, 3), strength=(-1.5, 0.5),
                       rng=torch.Generator().manual_seed(0))
-    latents, images, _ = batch(toy)
+    latents, images, _ = batch(stylegan)
     moved = t._move(latents, None, _ctx(t))
-    assert torch.equal(moved[:, [0, 3]], latents[:, [0, 3]])
+    assert torch.equal(moved[:, [0, 3, 4, 5]], latents[:, [0, 3, 4, 5]])
     r = coefficients(dirs, latents, moved, 1)
     assert torch.allclose(r[:, [1, 3]], torch.zeros(6, 2), atol=1e-4)  # unchosen components do not move
     assert r[:, [0, 2]].min() >= -1.5 - 1e-4 and r[:, [0, 2]].max() <= 0.5 + 1e-4
@@ -69,25 +71,25 @@ def _ctx(t: DirectionEdit):
     return MoveContext(lambda z: z, None, None, t.rng, None, 0, torch.device("cpu"))
 
 
-def test_random_mode_is_reproducible_and_runs_per_sample(toy, dirs):
-    latents, images, _ = batch(toy, 2)
-    a = DirectionEdit(toy, dirs, rng=torch.Generator().manual_seed(3))(images, latents=latents)
-    b = DirectionEdit(toy, dirs, rng=torch.Generator().manual_seed(3))(images, latents=latents)
+def test_random_mode_is_reproducible_and_runs_per_sample(stylegan, dirs):
+    latents, images, _ = batch(stylegan, 2)
+    a = DirectionEdit(stylegan, dirs, rng=torch.Generator().manual_seed(3))(images, latents=latents)
+    b = DirectionEdit(stylegan, dirs, rng=torch.Generator().manual_seed(3))(images, latents=latents)
     assert torch.equal(a, b)
-    one = DirectionEdit(toy, dirs)(images[0], latents=latents[0])
+    one = DirectionEdit(stylegan, dirs)(images[0], latents=latents[0])
     assert one.shape == images[0].shape
 
 
-def test_adversarial_mode_raises_the_loss_within_the_ball(toy, dirs):
-    latents, images, labels = batch(toy, 8)
+def test_adversarial_mode_raises_the_loss_within_the_ball(stylegan, dirs):
+    latents, images, labels = batch(stylegan, 8)
     model = SmallNet()
-    t = DirectionEdit(toy, dirs, model=model, mode="adversarial", eps=1.0, steps=4, layers=(0, 4))
+    t = DirectionEdit(stylegan, dirs, model=model, mode="adversarial", eps=1.0, steps=4, layers=(0, 4))
     out, same = t(images, labels, latents=latents)
     assert torch.equal(same, labels)
     with torch.no_grad():
         clean = F.cross_entropy(model(images), labels)
         attacked = F.cross_entropy(model(out), labels)
-        rand = DirectionEdit(toy, dirs, strength=(-1.0, 1.0), rng=torch.Generator().manual_seed(0))
+        rand = DirectionEdit(stylegan, dirs, strength=(-1.0, 1.0), rng=torch.Generator().manual_seed(0))
         random_loss = F.cross_entropy(model(rand(images, latents=latents)), labels)
     assert attacked > clean and attacked > random_loss
     # Recover r of the returned images: PGD ran on r only, so decoding the edit reproduces them.
@@ -103,19 +105,19 @@ def _adv_ctx(t, model, images):
                        images.device)
 
 
-def test_adversarial_box_is_the_eps_ball_cut_by_strength(toy, dirs):
-    latents, images, labels = batch(toy, 6)
+def test_adversarial_box_is_the_eps_ball_cut_by_strength(stylegan, dirs):
+    latents, images, labels = batch(stylegan, 6)
     model = SmallNet()
-    t = DirectionEdit(toy, dirs, model=model, mode="adversarial", strength=(0.5, 3.0), eps=1.0, steps=3)
+    t = DirectionEdit(stylegan, dirs, model=model, mode="adversarial", strength=(0.5, 3.0), eps=1.0, steps=3)
     moved = t._move(latents, labels, _adv_ctx(t, model, images))
     r = coefficients(dirs, latents, moved, 0)
     assert r.min() >= 0.5 - 1e-4 and r.max() <= 1.0 + 1e-4
 
 
-def test_adversarial_with_adaptive_eps_and_label_smoothing(toy, dirs):
-    latents, images, labels = batch(toy, 6)
+def test_adversarial_with_adaptive_eps_and_label_smoothing(stylegan, dirs):
+    latents, images, labels = batch(stylegan, 6)
     state = AdaptiveEps(20, start=0.5, rho=0.25, eps_max=2.0)
-    t = DirectionEdit(toy, dirs, model=SmallNet(), mode="adversarial", steps=2, adaptive_eps=state,
+    t = DirectionEdit(stylegan, dirs, model=SmallNet(), mode="adversarial", steps=2, adaptive_eps=state,
                       label_smoothing=0.1, rng=torch.Generator().manual_seed(0))
     indices = torch.tensor([3, 4, 5, 10, 11, 19])
     _, soft = t(images, labels, latents=latents, indices=indices)
@@ -126,45 +128,45 @@ def test_adversarial_with_adaptive_eps_and_label_smoothing(toy, dirs):
     assert list(t.state_dict()) == ["adaptive_eps.eps"]
 
 
-def test_directions_load_from_a_path_and_registry(tmp_path, toy, dirs):
+def test_directions_load_from_a_path_and_registry(tmp_path, stylegan, dirs):
     dirs.save(tmp_path / "d.safetensors")
-    t = create("direction_edit", generator=toy, directions=tmp_path / "d.safetensors", components=[1])
+    t = create("direction_edit", generator=stylegan, directions=tmp_path / "d.safetensors", components=[1])
     assert torch.equal(t.directions.basis, dirs.basis)
     text = repr(t)
     assert "\n" not in text and "components=[1]" in text and "strength=(-2.0, 2.0)" in text
 
 
-def test_bad_input(toy, dirs):
+def test_bad_input(stylegan, dirs):
     other = Directions(torch.eye(3)[:2], torch.zeros(3), torch.ones(2), "pca", {"generator_kind": "stylegan2"})
-    with pytest.raises(ValueError, match="directions.*w_dim=8"):
-        DirectionEdit(toy, other)
+    with pytest.raises(ValueError, match="directions.*w_dim=16"):
+        DirectionEdit(stylegan, other)
     with pytest.raises(TypeError, match="directions"):
-        DirectionEdit(toy, torch.eye(8))
+        DirectionEdit(stylegan, torch.eye(8))
     with pytest.raises(ValueError, match="components"):
-        DirectionEdit(toy, dirs, components=[0, 4])
+        DirectionEdit(stylegan, dirs, components=[0, 4])
     with pytest.raises(ValueError, match="components"):
-        DirectionEdit(toy, dirs, components=[])
+        DirectionEdit(stylegan, dirs, components=[])
     with pytest.raises(ValueError, match="layers"):
-        DirectionEdit(toy, dirs, layers=(2, 2))
+        DirectionEdit(stylegan, dirs, layers=(2, 2))
     with pytest.raises(ValueError, match="layers"):
-        DirectionEdit(toy, dirs, layers=(3, 1))
+        DirectionEdit(stylegan, dirs, layers=(3, 1))
     with pytest.raises(ValueError, match="layers"):
-        DirectionEdit(toy, dirs, layers=(0, 5))
+        DirectionEdit(stylegan, dirs, layers=(0, 7))
     for strength in [(2.0, -2.0), (1.0,), 3.0, ("a", 1)]:
         with pytest.raises(ValueError, match="strength"):
-            DirectionEdit(toy, dirs, strength=strength)
+            DirectionEdit(stylegan, dirs, strength=strength)
     with pytest.raises(ValueError, match="eps"):
-        DirectionEdit(toy, dirs, mode="adversarial", strength=(1.0, 2.0), eps=0.5)
+        DirectionEdit(stylegan, dirs, mode="adversarial", strength=(1.0, 2.0), eps=0.5)
     with pytest.raises(ValueError, match="mode"):
-        DirectionEdit(toy, dirs, mode="worst")
+        DirectionEdit(stylegan, dirs, mode="worst")
     with pytest.raises(TypeError, match="generator"):
         from torch_semaug import IdentityGenerator
 
         DirectionEdit(IdentityGenerator((3, 4, 4)), dirs)
-    latents, images, labels = batch(toy, 2)
-    t = DirectionEdit(toy, dirs, model=SmallNet(), mode="adversarial",
+    latents, images, labels = batch(stylegan, 2)
+    t = DirectionEdit(stylegan, dirs, model=SmallNet(), mode="adversarial",
                       adaptive_eps=AdaptiveEps(4, start=0.5, rho=0.1, eps_max=1.0))
     with pytest.raises(ValueError, match="indices"):
         t(images, labels, latents=latents)
     with pytest.raises(ValueError, match="adaptive_eps"):
-        DirectionEdit(toy, dirs, adaptive_eps=AdaptiveEps(4, start=0.5, rho=0.1, eps_max=1.0))
+        DirectionEdit(stylegan, dirs, adaptive_eps=AdaptiveEps(4, start=0.5, rho=0.1, eps_max=1.0))

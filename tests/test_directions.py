@@ -7,6 +7,7 @@ import torch
 from PIL import Image
 
 from tests.wplus_toy import ToyWPlusGenerator
+from torch_semaug import StyleGAN2
 from torch_semaug.cli import main
 from torch_semaug.directions import Directions, find_directions, regress_to_latent
 from torch_semaug.generators import save_generator
@@ -14,7 +15,14 @@ from torch_semaug.generators import save_generator
 
 @pytest.fixture(scope="module")
 def linear_toy() -> ToyWPlusGenerator:
+    """Affine mapping and first block: principal directions known in closed form."""
     return ToyWPlusGenerator(linear=True)
+
+
+def tiny_stylegan() -> StyleGAN2:
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        return StyleGAN2(16, z_dim=16, w_dim=16, mapping_layers=2, channel_base=256, channel_max=16).freeze()
 
 
 def test_pca_in_w_recovers_the_mapping_principal_axes(linear_toy):
@@ -125,7 +133,7 @@ def test_bad_input(tmp_path, linear_toy):
 
 
 def test_cli_writes_directions_and_slider_grid(tmp_path, capsys):
-    generator = ToyWPlusGenerator()
+    generator = tiny_stylegan()
     save_generator(generator, tmp_path / "g.safetensors")
     out = tmp_path / "dirs"
     code = main([
@@ -134,7 +142,7 @@ def test_cli_writes_directions_and_slider_grid(tmp_path, capsys):
     ])
     assert code == 0
     dirs = Directions.load(out / "pca_w.safetensors")
-    assert dirs.n_components == 3 and dirs.provenance["generator_kind"] == "wplus_toy"
+    assert dirs.n_components == 3 and dirs.provenance["generator_kind"] == "stylegan2"
     image = Image.open(out / "pca_w_sliders.png")
     # 3 rows x 3 columns of 16 px tiles with 2 px padding.
     assert image.size == (3 * 18 + 2, 3 * 18 + 2)
@@ -144,7 +152,7 @@ def test_cli_writes_directions_and_slider_grid(tmp_path, capsys):
 def test_slider_grid_columns_follow_the_strengths():
     from torch_semaug.viz import slider_grid
 
-    generator = ToyWPlusGenerator()
+    generator = tiny_stylegan()
     dirs = find_directions(generator, n_components=2, num_samples=200, progress=False)
     grid = slider_grid(generator, dirs, strengths=(-2.0, 0.0, 2.0), padding=0)
     assert grid.shape == (3, 32, 48)
@@ -152,6 +160,8 @@ def test_slider_grid_columns_follow_the_strengths():
     # The zero-strength column is the unedited image in every row; the others differ from it.
     assert torch.allclose(tiles[0, 1], tiles[1, 1])
     assert (tiles[0, 0] - tiles[0, 1]).abs().max() > 1e-3
+    big = slider_grid(generator, dirs, strengths=(-2.0, 0.0, 2.0), padding=0, upscale=2)
+    assert big.shape == (3, 64, 96) and torch.equal(big[:, ::2, ::2], grid)
 
 
 @pytest.mark.slow

@@ -139,3 +139,34 @@ def test_bad_input():
         Glow((2, 16, 16), levels=2)
     with pytest.raises(ValueError, match="temperature"):
         glow.sample_latent(1, temperature=0.0)
+
+
+def test_frozen_weight_cache_follows_weight_changes():
+    a, b = _glow(seed=0), _glow(seed=1)
+    z = a.sample_latent(2, torch.Generator().manual_seed(0))
+    first = a.decode(z)  # fills the cached 1x1-convolution inverses
+    assert torch.equal(a.decode(z), first)
+    a.load_state_dict(b.state_dict())  # in-place copies: the cache must notice
+    assert torch.equal(a.decode(z), b.decode(z)) and not torch.equal(a.decode(z), first)
+    a.requires_grad_(True)  # training again: no cache, gradients reach the weights
+    a.decode(z).sum().backward()
+    assert a.blocks[0].steps[0].invconv.lower.grad is not None
+
+
+@pytest.mark.parametrize("min_scale", [0.0, 0.5])
+def test_coupling_scale_floor_keeps_decoding_finite(min_scale):
+    torch.manual_seed(0)
+    glow = Glow((3, 16, 16), levels=2, steps=2, width=8, min_scale=min_scale)
+    glow.initialize(_images(8, (3, 16, 16)))
+    with torch.no_grad():  # couplings whose raw scale saturates: sigmoid(-98) ~ 1e-43
+        for module in glow.modules():
+            if hasattr(module, "min_scale") and hasattr(module, "net"):
+                module.net[-1].bias[1::2] = -100.0
+    glow.freeze()
+    out = glow.decode(glow.sample_latent(2, torch.Generator().manual_seed(0)))
+    assert bool(torch.isfinite(out).all()) == (min_scale > 0)
+    if min_scale > 0:
+        x = _images(2, (3, 16, 16), seed=3)
+        assert (glow.decode(glow.encode(x)) - x).abs().max() < 1e-4
+    with pytest.raises(ValueError, match="min_scale"):
+        Glow((3, 16, 16), levels=2, min_scale=1.0)

@@ -66,3 +66,15 @@ def test_color_mnist_protocol():
         parse_color_mnist("colormnist:nope")
     with pytest.raises(FileNotFoundError, match="MNIST"):
         ColorMNIST.from_mnist("/nonexistent")
+
+
+def test_recorded_command_is_the_command_line(tmp_path, monkeypatch):
+    from torch_semaug.generators.io import read_metadata
+
+    out = tmp_path / "run"
+    argv = ["train-generator", "stylegan2", "--data", "demo-shapes:train:8", "--out", str(out), "--iterations", "1",
+            *ARGS]
+    monkeypatch.setattr("sys.argv", ["semaug", *argv])
+    assert main(argv) == 0
+    command = read_metadata(out / "G.safetensors")["command"]
+    assert command.startswith("semaug train-generator stylegan2 --data demo-shapes:train:8 ")

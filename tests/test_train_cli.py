@@ -124,6 +124,9 @@ def test_ctrl_c_leaves_a_resumable_checkpoint(setup, capsys, monkeypatch):
     status, err = run_cli(argv, capsys)  # the same command again must not overwrite the run
     assert status == 2 and "already holds a run" in err
 
+    status, err = run_cli([*argv, "--resume", str(last), "--model", "test_resnet"], capsys)
+    assert status == 2 and "trained with --model test_efficientnet, this command says test_resnet" in err
+
     monkeypatch.setattr(classifier, "train_one_epoch", real_epoch)
     assert cli_main([*argv, "--resume", str(last)]) == 0
     history = json.loads((setup / "runs" / "run" / "metrics.json").read_text())

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 
 # name -> (one-line help, module that implements it)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("RandMix / AdvMix vs a colour bias on built-in shapes, offline, minutes on a CPU",
+             "torch_semaug.commands.demo"),
     "directions": ("find latent directions (PCA or UMAP), draw a slider grid", "torch_semaug.commands.directions"),
     "info": ("print versions, devices and threads", "torch_semaug.commands.info"),
     "encode": ("encode a dataset once into a latent cache", "torch_semaug.commands.encode"),

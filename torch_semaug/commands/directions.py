@@ -26,6 +26,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--layers", type=int, nargs=2, default=None, metavar=("START", "END"),
                         help="W+ layers the grid's edits touch (END exclusive); default all")
     parser.add_argument("--grid-seed", type=int, default=0, help="seeds the code the grid edits")
+    parser.add_argument("--upscale", type=int, default=1, help="enlarge each grid tile by this factor")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     stem = f"{args.method}_{args.space}"
     directions.save(out / f"{stem}.safetensors")
     grid = slider_grid(generator, directions, strengths=args.strengths, seed=args.grid_seed,
-                       layers=tuple(args.layers) if args.layers else None)
+                       layers=tuple(args.layers) if args.layers else None, upscale=args.upscale)
     save_grid(grid, out / f"{stem}_sliders.png")
     print(f"wrote {out / f'{stem}.safetensors'} ({directions.n_components} directions, std "
           f"{', '.join(f'{s:.3g}' for s in directions.std.tolist())})")

@@ -15,6 +15,7 @@ coordinate ``i``. Every basis row is then normalised to unit length and its scal
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import sys
@@ -56,6 +57,10 @@ def generator_provenance(generator: nn.Module) -> dict[str, Any]:
     }
 
 
+class _StopForward(Exception):
+    """Raised by the activation hook: nothing after the hooked layer needs computing."""
+
+
 def _module(generator: nn.Module, layer: str) -> nn.Module:
     modules = dict(generator.named_modules())
     if layer not in modules or layer == "":
@@ -93,10 +98,13 @@ def sample_features(
     rng = torch.Generator().manual_seed(seed)
     hook_output: list[Tensor] = []
     handle = None
+
+    def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
+        hook_output.append(_first_tensor(output, layer).flatten(1).float())
+        raise _StopForward  # the rest of the synthesis network is not needed
+
     if space == "activations":
-        handle = _module(generator, layer).register_forward_hook(
-            lambda _m, _i, out: hook_output.append(_first_tensor(out, layer).flatten(1).float())
-        )
+        handle = _module(generator, layer).register_forward_hook(hook)
     ws, feats = [], []
     try:
         bar = tqdm(total=num_samples, desc=f"sampling {space}", unit="code", disable=not progress, file=sys.stderr)
@@ -106,9 +114,10 @@ def sample_features(
             w = generator.mapping(z, truncation_psi=truncation_psi).float()
             ws.append(w)
             if space == "activations":
-                generator.decode(w.unsqueeze(1).expand(-1, generator.num_ws, -1).contiguous())
+                with contextlib.suppress(_StopForward):
+                    generator.decode(w.unsqueeze(1).expand(-1, generator.num_ws, -1).contiguous())
                 if len(hook_output) != 1:
-                    raise ValueError(f"layer: module {layer!r} ran {len(hook_output)} times per decode, expected once")
+                    raise ValueError(f"layer: module {layer!r} did not run during decode()")
                 feats.append(hook_output.pop())
             bar.update(n)
         bar.close()
@@ -121,8 +130,9 @@ def sample_features(
 
 def _pca(features: Tensor, k: int, seed: int) -> tuple[Tensor, Tensor, Tensor]:
     """Top-``k`` principal axes ``(k, D)``, coordinates ``(N, k)`` and explained-variance ratios ``(k,)``."""
-    # Float64 where it is cheap; wide activations (10k x 8k floats) stay float32 to bound memory.
-    wide = features.shape[1] > 4096
+    # Exact float64 SVD where it is cheap (W codes); a randomised float32 one for wide activations, where
+    # the exact SVD of 10k x 4k features takes minutes and twice the memory.
+    wide = features.shape[1] > 1024
     centered = features.float() if wide else features.double()
     centered = centered - centered.mean(0)
     if not wide:

@@ -128,7 +128,7 @@ class NormflowsGenerator(WrappedFlow):
 
         multiscale = isinstance(flow, normflows.MultiscaleFlow)
         if not multiscale and isinstance(flow, normflows.NormalizingFlow):
-            if type(flow) is not normflows.NormalizingFlow:
+            if isinstance(flow, normflows.ConditionalNormalizingFlow):
                 raise TypeError(f"flow: conditional normflows models are not supported, got {type(flow).__name__}")
         elif not multiscale:
             raise TypeError(

@@ -31,29 +31,28 @@ from torch_semaug.generators.latents import flatten_latents, straight_through_cl
 class GlowLevel(nn.Module):
     """Squeeze, ``steps`` flow steps, then split half of the channels off (except at the top level)."""
 
-    def __init__(self, channels: int, spatial: tuple[int, int], steps: int, width: int, split: bool) -> None:
+    def __init__(
+        self, channels: int, spatial: tuple[int, int], steps: int, width: int, split: bool, min_scale: float
+    ) -> None:
         super().__init__()
-        self.steps = nn.ModuleList(FlowStep(channels, width) for _ in range(steps))
+        self.steps = nn.ModuleList(FlowStep(channels, width, min_scale) for _ in range(steps))
         self.split = split
         kept = channels // 2 if split else 0
         self.prior = GaussianPrior(kept, channels - kept, spatial)
         self.kept = kept
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """``x`` (already squeezed) -> (what goes to the next level, standardised latent, log-det)."""
+    def forward(self, x: Tensor) -> tuple[Tensor | None, Tensor, Tensor]:
+        """Squeezed ``x`` -> (input of the next level, None at the top; standardised latent; log-det)."""
         logdet = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
         for step in self.steps:
             x, ld = step(x)
             logdet = logdet + ld
-        if self.split:
-            h, z = x[:, : self.kept], x[:, self.kept :]
-        else:
-            h, z = x[:, :0], x
-        eps, ld = self.prior.standardize(z, h if self.split else None)
+        h, z = (x[:, : self.kept], x[:, self.kept :]) if self.split else (None, x)
+        eps, ld = self.prior.standardize(z, h)
         return h, eps, logdet + ld
 
     def inverse(self, h: Tensor | None, eps: Tensor) -> Tensor:
-        z = self.prior.unstandardize(eps, h if self.split else None)
+        z = self.prior.unstandardize(eps, h)
         x = torch.cat([h, z], dim=1) if self.split else z
         for step in reversed(self.steps):
             x = step.inverse(x)
@@ -65,7 +64,7 @@ class Glow(LatentGenerator):
     """Multi-scale Glow (Kingma & Dhariwal, 2018) for 1- or 3-channel images in ``[0, 1]``.
 
     Architecture: ``levels`` times (squeeze, ``steps`` x [actnorm, invertible 1x1 conv in LU form, affine
-    coupling with scale ``sigmoid(s + 2)``], split with a learned conditional Gaussian prior), a learned
+    coupling with scale ``m + (1 - m) sigmoid(s + 2)``], split with a learned conditional Gaussian prior), a learned
     prior on the top level. The latent is the concatenation of every level's *standardised* latent
     ``(z - mean) / std`` under its prior, flat ``(B, D)`` with ``D = C * H * W``: under the model it is
     N(0, I), so eps balls are isotropic across scales.
@@ -76,6 +75,8 @@ class Glow(LatentGenerator):
         steps: flow steps per level.
         width: hidden channels of each coupling network.
         n_bits: bits per colour channel of the data (8 for ordinary images), used by bits/dim.
+        min_scale: floor ``m`` of the coupling scales ``m + (1 - m) * sigmoid(raw + 2)``, in ``[0, 1)``;
+            it bounds how much decoding can amplify a perturbed latent (see ``AffineCoupling``).
 
     Example:
         >>> glow = Glow((3, 32, 32), levels=3, steps=8, width=128)
@@ -93,6 +94,7 @@ class Glow(LatentGenerator):
         steps: int = 8,                                   # flow steps per level
         width: int = 128,                                 # hidden channels of the coupling networks
         n_bits: int = 8,                                  # bits per colour channel of the data
+        min_scale: float = 0.5,                           # floor of the coupling scales (stable inverse)
     ) -> None:
         super().__init__()
         if len(image_shape) != 3:
@@ -102,6 +104,8 @@ class Glow(LatentGenerator):
         check_int_at_least(steps, 1, "steps")
         check_int_at_least(width, 1, "width")
         check_int_at_least(n_bits, 1, "n_bits")
+        if not isinstance(min_scale, int | float) or not 0.0 <= min_scale < 1.0:
+            raise ValueError(f"min_scale: expected a number in [0, 1), got {min_scale!r}")
         if c not in (1, 3):
             raise ValueError(f"image_shape: expected 1 or 3 channels, got {c}")
         if h % 2**levels or w % 2**levels:
@@ -111,12 +115,13 @@ class Glow(LatentGenerator):
             )
         self.image_shape = (c, h, w)
         self.levels, self.steps, self.width, self.n_bits = levels, steps, width, n_bits
+        self.min_scale = float(min_scale)
         self.blocks = nn.ModuleList()
         shapes = []
         for level in range(levels):
             c, h, w = c * 4, h // 2, w // 2
             split = level < levels - 1
-            self.blocks.append(GlowLevel(c, (h, w), steps, width, split))
+            self.blocks.append(GlowLevel(c, (h, w), steps, width, split, self.min_scale))
             shapes.append((c - c // 2 if split else c, h, w))
             if split:
                 c = c // 2
@@ -202,7 +207,7 @@ class Glow(LatentGenerator):
     def config(self) -> dict[str, Any]:
         return dict(
             image_shape=list(self.image_shape), levels=self.levels, steps=self.steps, width=self.width,
-            n_bits=self.n_bits,
+            n_bits=self.n_bits, min_scale=self.min_scale,
         )
 
     @classmethod

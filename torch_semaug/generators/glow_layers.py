@@ -64,7 +64,8 @@ class InvConv1x1(nn.Module):
     ``P`` and ``sign`` are fixed buffers from the QR/LU decomposition of a random rotation at
     construction; the log-determinant is ``H * W * sum(log_s)``. The inverse weight is computed in
     float64 from the exact float32 matrix the forward uses, so encode/decode round trips stay at float32
-    rounding level.
+    rounding level. Once the layer is frozen both matrices are cached (every attack step decodes), and
+    recomputed whenever a parameter changes in place, moves or is replaced.
     """
 
     def __init__(self, channels: int) -> None:
@@ -78,6 +79,24 @@ class InvConv1x1(nn.Module):
         self.lower = nn.Parameter(lower.float())
         self.upper = nn.Parameter(torch.triu(upper, 1).float())
         self.log_s = nn.Parameter(torch.log(diag.abs()).float())
+        self._cache: tuple[tuple, Tensor, Tensor] | None = None
+
+    def _state_key(self) -> tuple | None:
+        """Identifies the current weights; ``None`` while they train (the matrices need their graph)."""
+        tensors = (self.lower, self.upper, self.log_s, self.p, self.sign_s)
+        if any(t.requires_grad for t in tensors):
+            return None
+        return tuple((t.data_ptr(), t._version, t.device, t.dtype) for t in tensors)
+
+    def weights(self) -> tuple[Tensor, Tensor]:
+        """``(W, W^-1)``, cached while the layer is frozen."""
+        key = self._state_key()
+        if key is not None and self._cache is not None and self._cache[0] == key:
+            return self._cache[1], self._cache[2]
+        w = self.weight()
+        w_inv = torch.linalg.inv(w.double()).to(w.dtype)
+        self._cache = (key, w.detach(), w_inv.detach()) if key is not None else None
+        return w, w_inv
 
     def weight(self) -> Tensor:
         eye = torch.eye(self.lower.shape[0], dtype=self.lower.dtype, device=self.lower.device)
@@ -86,14 +105,12 @@ class InvConv1x1(nn.Module):
         return self.p @ lower @ upper
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        w = self.weight()
+        w = self.weight() if self._state_key() is None else self.weights()[0]
         logdet = self.log_s.sum() * (x.shape[2] * x.shape[3])
         return F.conv2d(x, w[:, :, None, None]), logdet.expand(x.shape[0])
 
     def inverse(self, y: Tensor) -> Tensor:
-        w = self.weight()
-        w_inv = torch.linalg.inv(w.double()).to(w.dtype)
-        return F.conv2d(y, w_inv[:, :, None, None])
+        return F.conv2d(y, self.weights()[1][:, :, None, None])
 
 
 class ZeroConv2d(nn.Conv2d):
@@ -113,15 +130,20 @@ class ZeroConv2d(nn.Conv2d):
 
 
 class AffineCoupling(nn.Module):
-    """``y_b = (x_b + shift(x_a)) * sigmoid(raw(x_a) + 2)``, ``y_a = x_a``.
+    """``y_b = (x_b + shift(x_a)) * scale(x_a)``, ``y_a = x_a``, ``scale = m + (1 - m) * sigmoid(raw + 2)``.
 
-    The sigmoid keeps the scale in ``(0, 1)``, which is the stable choice of the reference Glow
-    implementation: the forward pass can never blow up, and the +2 starts it near 0.88.
+    The sigmoid keeps the forward pass contracting (the reference Glow's stable choice; the +2 starts
+    near 0.88). The floor ``m = min_scale`` keeps the *inverse* stable too: decoding divides by the
+    scale, and with ``m = 0`` a latent off the data manifold can drive ``raw`` very negative, which
+    divides by ~0, feeds larger inputs to the next coupling and ends in inf (seen with R-LA at the
+    paper's eps on a briefly trained CIFAR-10 Glow). With ``m > 0`` each coupling amplifies by at most
+    ``1 / m``. The same formula runs in both directions, so the flow stays exactly invertible.
     """
 
-    def __init__(self, channels: int, width: int) -> None:
+    def __init__(self, channels: int, width: int, min_scale: float = 0.5) -> None:
         super().__init__()
         self.split = channels // 2
+        self.min_scale = min_scale
         self.net = nn.Sequential(
             nn.Conv2d(self.split, width, 3, padding=1),
             nn.ReLU(),
@@ -133,7 +155,7 @@ class AffineCoupling(nn.Module):
     def _shift_scale(self, xa: Tensor) -> tuple[Tensor, Tensor]:
         h = self.net(xa)
         shift, raw = h[:, 0::2], h[:, 1::2]
-        return shift, torch.sigmoid(raw + 2.0)
+        return shift, self.min_scale + (1.0 - self.min_scale) * torch.sigmoid(raw + 2.0)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         xa, xb = x[:, : self.split], x[:, self.split :]
@@ -150,11 +172,11 @@ class AffineCoupling(nn.Module):
 class FlowStep(nn.Module):
     """One step of flow: actnorm, invertible 1x1 convolution, affine coupling."""
 
-    def __init__(self, channels: int, width: int) -> None:
+    def __init__(self, channels: int, width: int, min_scale: float = 0.5) -> None:
         super().__init__()
         self.actnorm = ActNorm(channels)
         self.invconv = InvConv1x1(channels)
-        self.coupling = AffineCoupling(channels, width)
+        self.coupling = AffineCoupling(channels, width, min_scale)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         x, ld1 = self.actnorm(x)

@@ -101,6 +101,12 @@ def run_training(args: argparse.Namespace) -> int:
 
     check_args(args)
     resume_state = load_checkpoint(args.resume) if args.resume else None
+    if resume_state is not None:
+        for key in ("model", "dataset", "num_classes", "in_chans"):
+            before, now = resume_state["args"].get(key), getattr(args, key)
+            if now is not None and before != now:
+                raise ValueError(f"resume: the checkpoint was trained with --{key.replace('_', '-')} {before}, "
+                                 f"this command says {now}")
     mixed = ("fp16" if args.amp_dtype == "float16" else "bf16") if args.amp else "no"
     accelerator = Accelerator(cpu=args.device == "cpu", mixed_precision=mixed)
     rank, main = accelerator.process_index, accelerator.is_main_process
@@ -109,8 +115,8 @@ def run_training(args: argparse.Namespace) -> int:
     probed = probe(args)
     classes, in_chans, _ = probed
     num_classes = args.num_classes or len(classes)
-    model = timm.create_model(args.model, num_classes=num_classes, in_chans=args.in_chans or in_chans,
-                              drop_rate=args.drop)
+    in_chans = args.in_chans or in_chans
+    model = timm.create_model(args.model, num_classes=num_classes, in_chans=in_chans, drop_rate=args.drop)
     mean, std = normalisation(args, model, in_chans)
     rng = torch.Generator(device=accelerator.device)
     semaug, cache = setup_semaug(args, mean, std, rng)

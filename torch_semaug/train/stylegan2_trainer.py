@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from torch_semaug._io import write_atomic
 from torch_semaug.data.color_mnist import default_data_root, parse_color_mnist
+from torch_semaug.data.shapes import parse_demo_shapes
 from torch_semaug.generators.io import save_generator
 from torch_semaug.generators.stylegan2 import StyleGAN2, default_channels
 from torch_semaug.train.stylegan2_discriminator import Discriminator
@@ -37,8 +38,8 @@ from torch_semaug.train.stylegan2_discriminator import Discriminator
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True,
-                        help="image folder (ImageFolder layout or flat) or colormnist:VARIANT[:N] "
-                             "(train, train-uniform, test, tiny, tiny-uniform)")
+                        help="image folder (ImageFolder layout or flat), colormnist:VARIANT[:N] "
+                             "(train, train-uniform, test, tiny, tiny-uniform) or demo-shapes:train[:N]")
     parser.add_argument("--data-root", default=None, help="folder holding MNIST/raw for colormnist (default "
                         "$SEMAUG_DATA or ../shared/data)")
     parser.add_argument("--out", required=True, help="output folder (checkpoint.pt, samples/, G.safetensors)")
@@ -76,11 +77,15 @@ def build_dataset(spec: str, resolution: int, root: str | None, mirror: bool) ->
     if spec.startswith("colormnist:"):
         base: Dataset = parse_color_mnist(spec, root or default_data_root())
         to_tensor: list = []
+    elif spec.startswith("demo-shapes:"):
+        base = parse_demo_shapes(spec)
+        to_tensor = []
     else:
         from torchvision.datasets import ImageFolder
 
         if not os.path.isdir(spec):
-            raise FileNotFoundError(f"data: no image folder at {spec!r} (or use colormnist:VARIANT)")
+            raise FileNotFoundError(f"data: no image folder at {spec!r} (or use colormnist:VARIANT or "
+                                    "demo-shapes:train)")
         base = ImageFolder(spec) if any(p.is_dir() for p in Path(spec).iterdir()) else _FlatFolder(spec)
         to_tensor = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]
     return _Mapped(base, v2.Compose(to_tensor + steps))
@@ -231,7 +236,10 @@ def run(args: argparse.Namespace) -> int:
     bar.close()
     save_checkpoint(done)
     _save_grid(G_ema, fixed_z, out / "samples" / "final.png")
-    command = "semaug train-generator stylegan2 " + " ".join(shlex.quote(a) for a in sys.argv[3:])
+    argv = sys.argv[1:]
+    if argv[:2] == ["train-generator", "stylegan2"]:  # `semaug train-generator stylegan2 ...` / python -m
+        argv = argv[2:]
+    command = "semaug train-generator stylegan2 " + " ".join(shlex.quote(a) for a in argv)
     save_generator(G_ema.cpu(), out / "G.safetensors", command=command, iterations=str(done),
                    wall_seconds=f"{time.time() - t0:.0f}")
     print(f"wrote {out / 'G.safetensors'} after {done} iterations ({time.time() - t0:.0f} s)")

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-import kornia
 import torch
 from torch import Tensor, nn
 from torchvision import tv_tensors
@@ -25,33 +24,7 @@ from torch_semaug.attacks.adaptive import AdaptiveEps, smooth_labels
 from torch_semaug.attacks.guard import classifier_guard
 from torch_semaug.generators.base import LatentGenerator, as_generator
 from torch_semaug.transforms.context import MoveContext, WidthRecorder
-
-ImageMap = Callable[[Tensor], Tensor]
-
-
-class _StraightThroughClamp(torch.autograd.Function):
-    """Clamp in the forward pass, identity in the backward pass.
-
-    The classifier sees valid images, but the gradient is not cut at the range's edges, so a pixel (or a
-    GAN output) at the boundary can still move back inside, as in textbook PGD.
-    """
-
-    @staticmethod
-    def forward(ctx: Any, images: Tensor, low: float, high: float) -> Tensor:
-        return images.clamp(low, high)
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
-        return grad, None, None
-
-
-def _channel_stats(value: float | Sequence[float] | None, name: str) -> tuple[float, ...] | None:
-    if value is None:
-        return None
-    values = (value,) if isinstance(value, int | float) else tuple(value)
-    if not values or not all(isinstance(v, int | float) for v in values):
-        raise ValueError(f"{name}: expected a number or one number per channel, got {value!r}")
-    return tuple(float(v) for v in values)
+from torch_semaug.transforms.image_space import ImageMap, ImageSpace
 
 
 class SemanticTransform(v2.Transform):
@@ -111,21 +84,12 @@ class SemanticTransform(v2.Transform):
         self.num_classes = num_classes
         self.mode = mode
         self.p = float(p)
-        self.mean = _channel_stats(mean, "mean")
-        self.std = _channel_stats(std, "std")
-        if (self.mean is None) != (self.std is None):
-            raise ValueError(f"mean/std: pass both or neither, got mean={mean!r}, std={std!r}")
-        if self.std is not None and any(s <= 0 for s in self.std):
-            raise ValueError(f"std: expected values > 0, got {std!r}")
-        if (to_generator is None) != (from_generator is None):
-            raise ValueError("to_generator/from_generator: pass both maps or neither")
+        self.image_space = ImageSpace(mean, std, to_generator, from_generator)
         self.keep_model_mode = bool(keep_model_mode)
         self.rng = rng
         # Plain attributes: neither module is part of this transform's state_dict, repr or .to().
         self.__dict__["generator"] = as_generator(generator).freeze()
         self.__dict__["model"] = None
-        self.__dict__["_to_generator_fn"] = to_generator
-        self.__dict__["_from_generator_fn"] = from_generator
         if model is not None:
             self.bind(model)
 
@@ -241,7 +205,7 @@ class SemanticTransform(v2.Transform):
         size, dtype = images.shape[-2:], images.dtype
 
         def decode(z: Tensor) -> Tensor:
-            return self._to_classifier_space(generator.decode(z), size, dtype)
+            return self.image_space.to_classifier(generator.decode(z), generator.image_range, size, dtype)
 
         recorder: WidthRecorder | None = None
         if self.needs_model:
@@ -337,11 +301,9 @@ class SemanticTransform(v2.Transform):
                 f"images: {type(generator).__name__} makes {generator.image_shape[0]}-channel images, got "
                 f"{channels} channels"
             )
-        gen_images = self._to_generator_range(images[index].to(generator.dtype))
-        if tuple(gen_images.shape[-2:]) != tuple(generator.image_shape[1:]):
-            gen_images = kornia.geometry.transform.resize(
-                gen_images, generator.image_shape[1:], interpolation="bilinear", antialias=True
-            )
+        gen_images = self.image_space.to_generator(
+            images[index].to(generator.dtype), generator.image_range, generator.image_shape[1:]
+        )
         low, high = generator.image_range
         hint = (
             f"; expected classifier-space images that map into the generator's range [{low}, {high}]: set "
@@ -357,41 +319,10 @@ class SemanticTransform(v2.Transform):
         check_finite(encoded, "latents", hint=f" from {type(generator).__name__}.encode()")
         return encoded
 
-    def _channel_view(self, values: tuple[float, ...], like: Tensor) -> Tensor:
-        return torch.as_tensor(values, dtype=like.dtype, device=like.device).view(1, -1, 1, 1)
-
-    def _to_generator_range(self, images: Tensor) -> Tensor:
-        if self._to_generator_fn is not None:
-            return self._to_generator_fn(images)
-        if self.mean is not None:
-            images = images * self._channel_view(self.std, images) + self._channel_view(self.mean, images)
-        low, high = self.generator.image_range
-        return low + (high - low) * images
-
-    def _to_classifier_space(self, gen_images: Tensor, size: torch.Size, dtype: torch.dtype) -> Tensor:
-        low, high = self.generator.image_range
-        gen_images = _StraightThroughClamp.apply(gen_images, low, high)
-        if tuple(gen_images.shape[-2:]) != tuple(size):
-            gen_images = kornia.geometry.transform.resize(
-                gen_images, tuple(size), interpolation="bilinear", antialias=True
-            )
-        if self._from_generator_fn is not None:
-            return self._from_generator_fn(gen_images).to(dtype)
-        # (g - low) / (high - low), then (x - mean) / std, folded into one affine map (none if identity).
-        mean = self.mean or (0.0,)
-        std = self.std or (1.0,)
-        scale = [1.0 / ((high - low) * s) for s in std]
-        shift = [-(low / (high - low) + m) / s for m, s in zip(mean, std)]
-        if any(v != 1.0 for v in scale) or any(v != 0.0 for v in shift):
-            gen_images = torch.addcmul(
-                self._channel_view(shift, gen_images), gen_images, self._channel_view(scale, gen_images)
-            )
-        return gen_images.to(dtype)
-
     def extra_repr(self) -> str:
         fields = {"mode": self.mode, "p": self.p, **self._repr_fields()}
-        if self.mean is not None:
-            fields |= {"mean": self.mean, "std": self.std}
+        if self.image_space.mean is not None:
+            fields |= {"mean": self.image_space.mean, "std": self.image_space.std}
         if self.label_smoothing:
             fields["label_smoothing"] = self.label_smoothing
         text = f"generator={type(self.generator).__name__}, " + ", ".join(f"{k}={v!r}" for k, v in fields.items())

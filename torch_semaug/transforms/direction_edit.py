@@ -35,10 +35,12 @@ class DirectionEdit(SemanticTransform):
 
     Modes:
         ``"random"``: ``r`` uniform in ``strength``, independently per example and component.
-        ``"adversarial"``: projected signed-gradient ascent of the classifier's cross-entropy on ``r``,
-        from ``r = 0`` (the image itself) within the l-inf ball ``|r_i| <= eps`` intersected with
-        ``strength``; ``steps`` steps of ``step_size``, ``restarts`` restarts, worst case kept. With
-        ``adaptive_eps`` the radius is each example's own ``eps_i`` (in std units as well).
+        ``"adversarial"``: projected signed-gradient ascent of the classifier's cross-entropy on ``r``
+        within the box ``|r_i| <= eps`` (the l-inf ball around the image itself) intersected with
+        ``strength``, starting at the box's centre (``r = 0`` when ``strength`` contains ``[-eps, eps]``;
+        ``targets="predictions"`` reads the predictions there); ``steps`` steps of ``step_size``,
+        ``restarts`` restarts, worst case kept. With ``adaptive_eps`` the radius is each example's own
+        ``eps_i`` (in std units as well).
 
     Args:
         generator: a frozen StyleGAN-style generator (W+ latents, ``mapping``, ``w_dim``, ``num_ws``).

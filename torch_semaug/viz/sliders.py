@@ -6,6 +6,7 @@ import os
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.utils import make_grid, save_image
 
@@ -24,6 +25,7 @@ def slider_grid(
     layers: tuple[int, int] | None = None,
     seed: int = 0,
     padding: int = 2,
+    upscale: int = 1,
 ) -> Tensor:
     """A ``(3, H, W)`` image in ``[0, 1]``: rows = directions, columns = strengths (in units of std).
 
@@ -36,6 +38,7 @@ def slider_grid(
         layers: W+ layer range ``(start, end)`` (end exclusive) the edit touches; ``None``: all.
         seed: seeds the drawn code.
         padding: pixels between tiles.
+        upscale: integer factor each tile is enlarged by (nearest neighbour), for small generators.
     """
     device = generator.device
     if latent is None:
@@ -54,6 +57,8 @@ def slider_grid(
     images = torch.cat([generator.decode(chunk) for chunk in edited.split(64)])
     low, high = generator.image_range
     images = ((images.float() - low) / (high - low)).clamp(0, 1)
+    if upscale != 1:
+        images = F.interpolate(images, scale_factor=upscale, mode="nearest")
     return make_grid(images.cpu(), nrow=cols, padding=padding, pad_value=1.0)
 
 

@@ -1,0 +1,103 @@
+"""Smoke scale of the paper benchmarks, end to end on tiny synthetic data and tiny untrained generators."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import torch_semaug as ts
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+TINY_G = dict(z_dim=8, w_dim=8, mapping_layers=1, channel_base=64, channel_max=8)
+ONE_THREAD = ["--threads", "1"]  # tiny ops: on a busy 2-core machine two threads stall each other
+
+
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def stylegan32(tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("g") / "g.safetensors"
+    ts.StyleGAN2(32, **TINY_G).save(path)
+    return str(path)
+
+
+def test_color_mnist_smoke(tmp_path, stylegan32):
+    from benchmarks import color_mnist
+
+    color_mnist.main(["--scale", "smoke", "--generator", stylegan32, "--table2", f"red99={stylegan32}",
+                      "--only", "fig7,table2", "--out", str(tmp_path), *ONE_THREAD])
+    text = (tmp_path / "color_mnist_smoke.md").read_text()
+    for method in color_mnist.FIG7_METHODS:
+        assert f"| {method} |" in text
+    assert "| red99 |" in text and "88.55" in text  # the paper's numbers stand beside ours
+    assert (tmp_path / "color_mnist_fig7_smoke.png").stat().st_size > 1000
+
+
+def test_rgb_colours():
+    from benchmarks.color_mnist import RGB, rgb_colors
+    from torch_semaug.data.color_mnist import ColorMNIST
+
+    red = rgb_colors(ColorMNIST.synthetic(60), 1.0, seed=0)
+    assert torch.equal(red.colors, RGB[0].expand(60, 3))
+    mixed = rgb_colors(ColorMNIST.synthetic(300), None, seed=0)
+    counts = (mixed.colors.argmax(1)[:, None] == torch.arange(3)).sum(0)
+    assert (counts > 60).all() and ((mixed.colors == 0) | (mixed.colors == 1)).all()
+
+
+def test_cifar_lowdata_smoke(tmp_path):
+    from benchmarks import cifar_lowdata
+
+    flow = tmp_path / "glow.safetensors"
+    ts.Glow((3, 32, 32), levels=2, steps=1, width=8).save(flow)
+    cifar_lowdata.main(["--scale", "smoke", "--flow", str(flow), "--methods", "standard,flips_crops,cutout,rla,ala",
+                        "--out", str(tmp_path), *ONE_THREAD])
+    text = (tmp_path / "cifar_lowdata_smoke.md").read_text()
+    assert "| 5% | ala |" in text and "80.4" in text and "| R-LA | A-LA |" in text
+
+
+def _fake_celeba(root: Path, n: int = 12) -> None:
+    """A tiny dataset in CelebA's folder format (what torchvision.datasets.CelebA reads)."""
+    from PIL import Image
+
+    folder = root / "celeba"
+    (folder / "img_align_celeba").mkdir(parents=True)
+    names = ["Smiling", "Male", "Young"]
+    files = [f"{i + 1:06d}.jpg" for i in range(n)]
+    g = torch.Generator().manual_seed(0)
+    attrs = torch.randint(0, 2, (n, len(names)), generator=g) * 2 - 1
+    for i, name in enumerate(files):
+        value = 200 if attrs[i, 0] > 0 else 40  # Smiling images are brighter: learnable
+        Image.new("RGB", (178, 218), (value, 100, 100)).save(folder / "img_align_celeba" / name)
+    split = [0] * (n - 4) + [2] * 4
+    (folder / "list_eval_partition.txt").write_text("".join(f"{f} {s}\n" for f, s in zip(files, split)))
+    (folder / "identity_CelebA.txt").write_text("".join(f"{f} {i}\n" for i, f in enumerate(files)))
+    (folder / "list_attr_celeba.txt").write_text(f"{n}\n" + " ".join(names) + "\n" + "".join(
+        f"{f} " + " ".join(str(int(v)) for v in attrs[i]) + "\n" for i, f in enumerate(files)))
+    (folder / "list_bbox_celeba.txt").write_text(f"{n}\nimage_id x_1 y_1 width height\n" + "".join(
+        f"{f} 10 10 100 100\n" for f in files))
+    (folder / "list_landmarks_align_celeba.txt").write_text(f"{n}\n" + " ".join(f"p{k}" for k in range(10)) + "\n"
+                                                             + "".join(f"{f} " + " 1" * 10 + "\n" for f in files))
+
+
+def test_celeba_smoke(tmp_path, stylegan32):
+    from benchmarks import celeba
+
+    _fake_celeba(tmp_path / "data")
+    celeba.main(["--scale", "smoke", "--data-root", str(tmp_path / "data"), "--generator", stylegan32, "--no-md5",
+                 "--attributes", "Smiling", "--out", str(tmp_path), *ONE_THREAD])
+    text = (tmp_path / "celeba_smoke.md").read_text()
+    for method in celeba.METHODS:
+        assert f"| Smiling | {method} |" in text
+    with pytest.raises(ValueError, match="attributes"):
+        celeba.main(["--data-root", str(tmp_path / "data"), "--generator", stylegan32, "--no-md5",
+                     "--attributes", "Laughing", "--out", str(tmp_path)])

@@ -1,0 +1,1 @@
+"""The ``semaug demo`` pipeline (see :mod:`torch_semaug.commands.demo`)."""

@@ -1,0 +1,106 @@
+"""How images travel between the classifier's space and a generator's range, and back."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import kornia
+import torch
+from torch import Tensor
+
+ImageMap = Callable[[Tensor], Tensor]
+
+
+class _StraightThroughClamp(torch.autograd.Function):
+    """Clamp in the forward pass, identity in the backward pass.
+
+    The classifier sees valid images, but the gradient is not cut at the range's edges, so a pixel (or a
+    GAN output) at the boundary can still move back inside, as in textbook PGD.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, images: Tensor, low: float, high: float) -> Tensor:
+        return images.clamp(low, high)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
+        return grad, None, None
+
+
+def _channel_stats(value: float | Sequence[float] | None, name: str) -> tuple[float, ...] | None:
+    if value is None:
+        return None
+    values = (value,) if isinstance(value, int | float) else tuple(value)
+    if not values or not all(isinstance(v, int | float) for v in values):
+        raise ValueError(f"{name}: expected a number or one number per channel, got {value!r}")
+    return tuple(float(v) for v in values)
+
+
+def _channel_view(values: Sequence[float], like: Tensor) -> Tensor:
+    return torch.as_tensor(values, dtype=like.dtype, device=like.device).view(1, -1, 1, 1)
+
+
+def resize(images: Tensor, size: Sequence[int]) -> Tensor:
+    """Bilinear, antialiased resize to ``size`` (a no-op when the size already matches)."""
+    if tuple(images.shape[-2:]) == tuple(size):
+        return images
+    return kornia.geometry.transform.resize(images, tuple(size), interpolation="bilinear", antialias=True)
+
+
+class ImageSpace:
+    """The classifier's image space: ``[0, 1]`` images, optionally normalised by ``mean``/``std``.
+
+    Args:
+        mean: per-channel mean of the classifier's normalisation (``None``: images in ``[0, 1]``).
+        std: per-channel std of the classifier's normalisation.
+        to_generator: custom map from classifier-space images to the generator's range (overrides
+            ``mean``/``std``).
+        from_generator: its inverse (required with ``to_generator``).
+    """
+
+    def __init__(
+        self,
+        mean: float | Sequence[float] | None = None,
+        std: float | Sequence[float] | None = None,
+        to_generator: ImageMap | None = None,
+        from_generator: ImageMap | None = None,
+    ) -> None:
+        self.mean = _channel_stats(mean, "mean")
+        self.std = _channel_stats(std, "std")
+        if (self.mean is None) != (self.std is None):
+            raise ValueError(f"mean/std: pass both or neither, got mean={mean!r}, std={std!r}")
+        if self.std is not None and any(s <= 0 for s in self.std):
+            raise ValueError(f"std: expected values > 0, got {std!r}")
+        if (to_generator is None) != (from_generator is None):
+            raise ValueError("to_generator/from_generator: pass both maps or neither")
+        self.to_generator_fn = to_generator
+        self.from_generator_fn = from_generator
+
+    def to_generator(self, images: Tensor, image_range: tuple[float, float], size: Sequence[int]) -> Tensor:
+        """Classifier-space images -> the generator's range and resolution (not clamped)."""
+        if self.to_generator_fn is not None:
+            images = self.to_generator_fn(images)
+        else:
+            if self.mean is not None:
+                images = images * _channel_view(self.std, images) + _channel_view(self.mean, images)
+            low, high = image_range
+            images = low + (high - low) * images
+        return resize(images, size)
+
+    def to_classifier(
+        self, gen_images: Tensor, image_range: tuple[float, float], size: Sequence[int], dtype: torch.dtype
+    ) -> Tensor:
+        """Generator output -> clamped to its range (straight-through), resized, in the classifier's space."""
+        low, high = image_range
+        gen_images = resize(_StraightThroughClamp.apply(gen_images, low, high), size)
+        if self.from_generator_fn is not None:
+            return self.from_generator_fn(gen_images).to(dtype)
+        # (g - low) / (high - low), then (x - mean) / std, folded into one affine map (none if identity).
+        mean = self.mean or (0.0,)
+        std = self.std or (1.0,)
+        scale = [1.0 / ((high - low) * s) for s in std]
+        shift = [-(low / (high - low) + m) / s for m, s in zip(mean, std)]
+        if any(v != 1.0 for v in scale) or any(v != 0.0 for v in shift):
+            gen_images = torch.addcmul(_channel_view(shift, gen_images), gen_images, _channel_view(scale, gen_images))
+        return gen_images.to(dtype)
