@@ -155,3 +155,39 @@ def test_repr_is_one_line_with_the_adaptive_state():
     t = attack(ConstantClassifier(), adaptive_eps=AdaptiveEps(4, 0.1, 0.1, 0.3), label_smoothing=0.5)
     text = repr(t)
     assert "\n" not in text and "AdaptiveEps(num_examples=4" in text and "label_smoothing=0.5" in text
+
+
+def _adversarial_with_adaptive(name: str, model: nn.Module, **kwargs):
+    """LatentMix and FlowPerturb in adversarial mode on tiny generators, with adaptive eps / smoothing."""
+    import torch_semaug as ts
+    from tests.contract_cases import _stylegan2
+    from tests.flow_factories import tiny_glow
+
+    if name == "latent_mix":
+        return ts.LatentMix(_stylegan2(), model, mode="adversarial", steps=1, restarts=1, early_stop=False, **kwargs)
+    return ts.FlowPerturb(tiny_glow(), model=model, mode="adversarial", eps=0.5, norm="l2", step_size=0.25,
+                          steps=1, **kwargs)
+
+
+@pytest.mark.parametrize("name", ["latent_mix", "flow_perturb"])
+def test_every_adversarial_transform_takes_adaptive_eps_and_label_smoothing(name):
+    from tests.contract_cases import make_classifier
+
+    model = make_classifier().eval()
+    state = AdaptiveEps(8, start=0.01, rho=0.01, eps_max=0.05)
+    t = _adversarial_with_adaptive(name, model, adaptive_eps=state, label_smoothing=2.0)
+    images = torch.rand(6, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    labels = torch.tensor([0, 1, 2, 3, 4, 0])
+    indices = torch.tensor([6, 0, 3, 5, 1, 7])
+    latents = None if name == "flow_perturb" else t.generator.sample_latent(6, torch.Generator().manual_seed(0))
+    out, soft = t(images, labels, latents=latents, indices=indices)
+    with torch.no_grad():
+        fooled = model(out).argmax(1) != labels
+    # eps grows exactly for the examples the attack did not fool; other dataset entries stay at start
+    expected = torch.full((8,), 0.01)
+    expected[indices[~fooled]] = 0.02
+    assert torch.allclose(state.eps, expected)
+    # soft labels: rows sum to 1, at least 1 - c * eps_i on the true class (the Dirichlet part may add to it)
+    assert soft.shape == (6, 5) and torch.allclose(soft.sum(1), torch.ones(6))
+    assert (soft[torch.arange(6), labels] >= 1 - 2.0 * 0.01 - 1e-6).all()
+    assert (soft[torch.arange(6), labels] < 1).all()

@@ -48,10 +48,9 @@ class FlowPerturb(SemanticTransform):
         targets: attack the true ``"labels"`` or the classifier's ``"predictions"`` (adversarial).
         model: the classifier under attack (or :meth:`bind` it later).
         p: probability that an example is perturbed.
-        adaptive_eps: per-example eps (NaTra), adversarial mode; replaces ``eps`` and scales ``step_size``
-            by ``eps_i / eps``.
-        label_smoothing: adaptive label smoothing factor ``c`` (soft labels with mass ``c * eps_i``).
-        mean, std, to_generator, from_generator, keep_model_mode, rng, num_classes: see
+        adaptive_eps, label_smoothing, num_classes: NaTra's per-example eps and adaptive label smoothing
+            (adversarial mode), see :class:`~torch_semaug.transforms.base.SemanticTransform`.
+        mean, std, to_generator, from_generator, keep_model_mode, rng: see
             :class:`~torch_semaug.transforms.base.SemanticTransform`.
 
     Example:
@@ -85,14 +84,14 @@ class FlowPerturb(SemanticTransform):
         from_generator: ImageMap | None = None,          # and its inverse
         keep_model_mode: bool = False,                   # keep train mode during inner steps
         rng: torch.Generator | None = None,              # drives selection, noise and random starts
-        adaptive_eps: AdaptiveEps | None = None,         # per-example eps grown until fooled (adversarial)
+        adaptive_eps: AdaptiveEps | None = None,         # per-example eps grown until fooled (NaTra)
         label_smoothing: float = 0.0,                    # soft labels with mass label_smoothing * eps_i
         num_classes: int | None = None,                  # soft-label width (default: logits width)
     ) -> None:
         super().__init__(
             flow, model=model, mode=mode, p=p, mean=mean, std=std, to_generator=to_generator,
-            from_generator=from_generator, keep_model_mode=keep_model_mode, rng=rng, adaptive_eps=adaptive_eps,
-            label_smoothing=label_smoothing, num_classes=num_classes,
+            from_generator=from_generator, keep_model_mode=keep_model_mode, rng=rng,
+            adaptive_eps=adaptive_eps, label_smoothing=label_smoothing, num_classes=num_classes,
         )
         check_positive(eps, "eps")
         if norm is None and mode == "adversarial":
@@ -132,9 +131,9 @@ class FlowPerturb(SemanticTransform):
         result = latent_pgd(
             decode, ctx.classifier, latents, labels,
             eps=ctx.eps(self.eps), step_size=ctx.step_size(self.step_size, self.eps), steps=self.steps,
-            norm=self.norm, restarts=self.restarts, random_start=self.random_start, early_stop=self.early_stop,
-            bounds=self.generator.latent_bounds, targets=self.targets,
-            evaluate=True if ctx.needs_fooled else None, rng=ctx.rng,
+            norm=self.norm, restarts=self.restarts,
+            random_start=self.random_start, early_stop=self.early_stop, bounds=self.generator.latent_bounds,
+            targets=self.targets, rng=ctx.rng, evaluate=True if ctx.needs_fooled else None,
         )
         ctx.report(result.fooled)
         return result.latents

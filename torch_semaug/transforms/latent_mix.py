@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from torch_semaug._checks import check_choice, check_int_at_least, check_positive
+from torch_semaug.attacks.adaptive import AdaptiveEps
 from torch_semaug.attacks.pgd import TARGETS, latent_pgd
 from torch_semaug.generators.stylegan2 import as_stylegan
 from torch_semaug.transforms.base import ImageMap, MoveContext, SemanticTransform
@@ -44,6 +45,8 @@ class LatentMix(SemanticTransform):
         early_stop: stop an example once misclassified (it then costs nothing more).
         truncation_psi: truncation of the random ``map(z)`` codes (1: none).
         targets: attack the true ``"labels"`` or the model's ``"predictions"``.
+        adaptive_eps, label_smoothing, num_classes: NaTra's per-example eps and adaptive label smoothing
+            (adversarial mode), see :class:`~torch_semaug.transforms.base.SemanticTransform`.
         mean, std, to_generator, from_generator, keep_model_mode, rng: see
             :class:`~torch_semaug.transforms.base.SemanticTransform`.
     """
@@ -72,11 +75,15 @@ class LatentMix(SemanticTransform):
         from_generator: ImageMap | None = None,          # and its inverse
         keep_model_mode: bool = False,                   # keep train mode during inner steps
         rng: torch.Generator | None = None,              # drives selection and every random code
+        adaptive_eps: AdaptiveEps | None = None,         # per-example eps grown until fooled (NaTra)
+        label_smoothing: float = 0.0,                    # soft labels with mass label_smoothing * eps_i
+        num_classes: int | None = None,                  # soft-label width (default: logits width)
     ) -> None:
         generator = as_stylegan(generator)
         super().__init__(
             generator, model=model, mode=mode, p=p, mean=mean, std=std, to_generator=to_generator,
             from_generator=from_generator, keep_model_mode=keep_model_mode, rng=rng,
+            adaptive_eps=adaptive_eps, label_smoothing=label_smoothing, num_classes=num_classes,
         )
         num_ws = generator.num_ws
         split = getattr(generator, "fine_split", num_ws // 2) if split is None else split
@@ -114,10 +121,13 @@ class LatentMix(SemanticTransform):
             return self.random_styles(latents, ctx.rng)
         result = latent_pgd(
             ctx.decode, ctx.classifier, latents, labels,
-            eps=self.eps, step_size=self.step_size, steps=self.steps, norm="linf", restarts=self.restarts,
+            eps=ctx.eps(self.eps), step_size=ctx.step_size(self.step_size, self.eps), steps=self.steps,
+            norm="linf", restarts=self.restarts,
             mask=slice(self.split, None), restart_center=lambda _, z: self.random_styles(z, ctx.rng),
             early_stop=self.early_stop, bounds=self.generator.latent_bounds, targets=self.targets, rng=ctx.rng,
+            evaluate=True if ctx.needs_fooled else None,
         )
+        ctx.report(result.fooled)
         return result.latents
 
     def _repr_fields(self) -> dict[str, Any]:

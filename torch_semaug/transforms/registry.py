@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from torch_semaug._registry import Registry
+from torch_semaug.generators.base import LatentGenerator
 from torch_semaug.transforms.base import SemanticTransform
 
 _TRANSFORMS: Registry[type[SemanticTransform]] = Registry("transform", "registry_name")
@@ -27,11 +28,14 @@ def get_transform_class(name: str) -> type[SemanticTransform]:
     return _TRANSFORMS.get(name)
 
 
-def create(name: str, **kwargs: Any) -> SemanticTransform:
+def create(name: str, generator: LatentGenerator, **kwargs: Any) -> SemanticTransform:
     """Build the transform registered as ``name``; keyword arguments go straight to its constructor.
+
+    The generator is passed positionally, so it fits every transform whatever its first parameter is
+    called (``FlowPerturb`` names it ``flow``).
 
     Example:
         >>> t = torch_semaug.create("adversarial_latent_attack", generator=g, eps=8 / 255,
         ...                         step_size=2 / 255, steps=7)
     """
-    return get_transform_class(name)(**kwargs)
+    return get_transform_class(name)(generator, **kwargs)
