@@ -68,7 +68,7 @@ def test_adversarial_stays_in_the_ball_and_raises_the_loss():
 
 def test_create_and_flow_name():
     glow = tiny_glow()
-    t = ts.create("flow_perturb", flow=glow, mode="adversarial", eps=1.0, norm="l2", step_size=0.5)
+    t = ts.create("flow_perturb", generator=glow, mode="adversarial", eps=1.0, norm="l2", step_size=0.5)
     assert t.flow is glow and t.generator is glow and t.steps == 3
     assert repr(t).count("\n") == 0 and "Glow" in repr(t)
 
