@@ -7,6 +7,7 @@ Every method is a callable ``(x, y, latents) -> (x, y)`` applied to a batch afte
 
 from __future__ import annotations
 
+import argparse
 import platform
 import shlex
 import sys
@@ -129,6 +130,21 @@ def table(header: list[str], rows: list[list[object]]) -> str:
 
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return "\n".join(lines + ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows])
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags every paper benchmark takes: where results go, the seed, and torch's CPU threads."""
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None)
+
+
+def parse_run_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parse ``argv`` and apply ``--threads`` (flags added by :func:`add_run_arguments`)."""
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return args
 
 
 def write_results(path: Path, title: str, start: float, sections: list[str], notes: list[str]) -> None:

@@ -29,7 +29,17 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch_semaug as ts  # noqa: E402
-from benchmarks._bench import SCALES, accuracy, invert, stack, table, train, write_results  # noqa: E402
+from benchmarks._bench import (  # noqa: E402
+    SCALES,
+    accuracy,
+    add_run_arguments,
+    invert,
+    parse_run_args,
+    stack,
+    table,
+    train,
+    write_results,
+)
 
 METHODS = ("nominal", "mixup:0.2", "cutout", "cutmix", "pixel_at", "randmix", "advmix")
 ATTRIBUTES = ("Smiling", "Mouth_Slightly_Open", "High_Cheekbones", "Wearing_Lipstick")
@@ -74,12 +84,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--attributes", default=",".join(ATTRIBUTES))
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--no-md5", action="store_true", help="skip torchvision's md5 check of the list files")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None)
-    args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    add_run_arguments(parser)
+    args = parse_run_args(parser, argv)
     args.out.mkdir(parents=True, exist_ok=True)
     start, s = time.time(), SETTINGS[args.scale]
     generator = ts.StyleGAN2.load(args.generator)

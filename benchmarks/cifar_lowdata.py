@@ -27,7 +27,17 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch_semaug as ts  # noqa: E402
-from benchmarks._bench import SCALES, accuracy, make_method, stack, table, train, write_results  # noqa: E402
+from benchmarks._bench import (  # noqa: E402
+    SCALES,
+    accuracy,
+    add_run_arguments,
+    make_method,
+    parse_run_args,
+    stack,
+    table,
+    train,
+    write_results,
+)
 
 METHODS = ("standard", "flips_crops", "cutout", "mixup:1.0", "pixel_at", "rla", "ala")
 PAPER_5PCT = {"standard": "49.8", "flips_crops": "64.1", "cutout": "66.8", "mixup:1.0": "73.4", "pixel_at": "–",
@@ -80,12 +90,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--flow", default=None, help="Glow .safetensors (R-LA / A-LA skipped without)")
     parser.add_argument("--methods", default=",".join(METHODS))
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None)
-    args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    add_run_arguments(parser)
+    args = parse_run_args(parser, argv)
     args.out.mkdir(parents=True, exist_ok=True)
     start, s = time.time(), SETTINGS[args.scale]
     flow = ts.Glow.load(args.flow) if args.flow else None

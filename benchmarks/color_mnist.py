@@ -29,7 +29,17 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch_semaug as ts  # noqa: E402
-from benchmarks._bench import SCALES, accuracy, invert, stack, table, train, write_results  # noqa: E402
+from benchmarks._bench import (  # noqa: E402
+    SCALES,
+    accuracy,
+    add_run_arguments,
+    invert,
+    parse_run_args,
+    stack,
+    table,
+    train,
+    write_results,
+)
 from torch_semaug.data.color_mnist import ColorMNIST  # noqa: E402
 
 FIG7_METHODS = ("nominal", "mixup:0.2", "pixel_at", "randmix", "advmix")
@@ -174,16 +184,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=None, help="override the scale's Adam steps")
     parser.add_argument("--sigmas", default=None, help="override Figure 7's sigmas, e.g. 0.05,0.1")
     parser.add_argument("--adv", default=None, metavar="RESTARTS,STEPS", help="override the AdvMix training budget")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None)
+    add_run_arguments(parser)
     parser.add_argument("--export-rgb", action="store_true", help="only write an RGB training folder to --out")
     parser.add_argument("--red", type=float, default=None, help="export-rgb: fraction of red digits "
                         "(default: red, green, blue equally likely)")
     parser.add_argument("--limit", type=int, default=None, help="export-rgb: number of digits")
-    args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = parse_run_args(parser, argv)
     if args.export_rgb:
         return export_rgb(args)
     args.out.mkdir(parents=True, exist_ok=True)
