@@ -324,12 +324,16 @@ def main(argv: list[str] | None = None) -> list[Row]:
     args = parser.parse_args(argv)
     start = time.perf_counter()
     setup = make_setup(args.scale, args.device)
-    rows = [row for name in args.cases for row in CASES[name](setup)]
     command = "python benchmarks/speed.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    table = markdown(rows, setup, command, time.perf_counter() - start)
-    print(table)
-    if args.out:
-        write_text_atomic(args.out, table)
+    rows: list[Row] = []
+    for name in args.cases:
+        case_rows = CASES[name](setup)
+        rows += case_rows
+        for row in case_rows:  # report as cases finish: a long run stopped early keeps what it measured
+            print(f"{row.transform} | {row.config} | ratio {row.ratio:.3f}", flush=True)
+        if args.out:
+            write_text_atomic(args.out, markdown(rows, setup, command, time.perf_counter() - start))
+    print(markdown(rows, setup, command, time.perf_counter() - start))
     return rows
 
 

@@ -97,6 +97,24 @@ def test_cache_for_other_data_or_generator_is_refused(tmp_path):
         LatentDataset(data, [1, 2])
 
 
+def test_fingerprint_sees_the_encoder_attached_to_a_generator():
+    from torch_semaug import StyleGAN2
+    from torch_semaug.data import encoder_fingerprint
+    from torch_semaug.generators.encoders import OptimizationEncoder
+
+    torch.manual_seed(0)
+    g = StyleGAN2(16, z_dim=16, w_dim=16, mapping_layers=2, channel_base=256, channel_max=16).freeze()
+    bare = encoder_fingerprint(g)
+    g.attach_encoder(OptimizationEncoder(g, steps=5))
+    five_steps = encoder_fingerprint(g)
+    g.attach_encoder(OptimizationEncoder(g, steps=50))
+    fifty_steps = encoder_fingerprint(g)
+    assert len({json.dumps(f, sort_keys=True) for f in (bare, five_steps, fifty_steps)}) == 3
+    assert five_steps["holds.encoder"]["settings"]["steps"] == 5
+    g.attach_encoder(OptimizationEncoder(g, steps=50))
+    assert encoder_fingerprint(g) == fifty_steps  # same settings, same identity
+
+
 def test_cache_pickles_without_its_memory_map(tmp_path):
     cache = LatentCache.build(_data(), IdentityGenerator((3, 8, 8)), tmp_path / "c", progress=False)
     first = cache[0]

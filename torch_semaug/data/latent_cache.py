@@ -80,8 +80,14 @@ def dataset_fingerprint(dataset: Dataset) -> dict[str, Any]:
     return {"length": length, "sample_sha256": digest.hexdigest()}
 
 
-def encoder_fingerprint(encoder: Encoder) -> dict[str, Any]:
-    """Identity of a generator or encoder: its class, its config (if any) and a sha256 of its state_dict."""
+def encoder_fingerprint(encoder: Encoder, _seen: frozenset[int] = frozenset()) -> dict[str, Any]:
+    """Identity of a generator or encoder: its class, its config (if any) and a sha256 of its state_dict.
+
+    An encoder attached to a generator (``generator.attach_encoder``) lives outside its state_dict, so it is
+    fingerprinted too, as are a plain encoder object's settings and the modules it holds (its generator,
+    its perceptual network): a cache built through one encoder is not mistaken for another's.
+    """
+    _seen = _seen | {id(encoder)}
     cls = type(encoder)
     info: dict[str, Any] = {"class": f"{cls.__module__}.{cls.__qualname__}"}
     config = getattr(encoder, "config", None)
@@ -97,7 +103,14 @@ def encoder_fingerprint(encoder: Encoder) -> dict[str, Any]:
         for key, tensor in sorted(encoder.state_dict().items()):
             digest.update(key.encode())
             _update_hash(digest, tensor)
+    attributes = sorted(getattr(encoder, "__dict__", {}).items())  # submodules of a Module are not in here
+    if not isinstance(encoder, nn.Module):
+        settings = {k: v for k, v in attributes if isinstance(v, int | float | str | bool | dict)}
+        info["settings"] = json.loads(json.dumps(settings, default=repr))
     info["state_sha256"] = digest.hexdigest()
+    for name, value in attributes:
+        if (name == "encoder" or isinstance(value, nn.Module)) and value is not None and id(value) not in _seen:
+            info[f"holds.{name}"] = encoder_fingerprint(value, _seen)
     return info
 
 
