@@ -35,6 +35,26 @@ def test_train_resume_and_load(tmp_path):
     assert torch.isfinite(second.decode(w)).all()
 
 
+def test_init_from_fine_tunes_another_runs_checkpoint(tmp_path):
+    base = tmp_path / "base"
+    assert main(["train-generator", "stylegan2", "--data", "colormnist:tiny", "--out", str(base),
+                 "--iterations", "2", *ARGS]) == 0
+    tuned = tmp_path / "tuned"
+    assert main(["train-generator", "stylegan2", "--data", "colormnist:tiny-uniform", "--out", str(tuned),
+                 "--iterations", "1", "--init-from", str(base / "checkpoint.pt"), *ARGS]) == 0
+    assert torch.load(tuned / "checkpoint.pt", weights_only=True)["iteration"] == 1  # counted from 0
+    before = torch.load(base / "checkpoint.pt", weights_only=True)["G"]
+    after = torch.load(tuned / "checkpoint.pt", weights_only=True)["G"]
+    step = max((after[k] - before[k]).abs().max().item() for k in before)
+    assert 0 < step < 0.1  # one Adam step away from the base run's weights, not a fresh start
+    with pytest.raises(ValueError, match="init_from: .* another architecture"):
+        main(["train-generator", "stylegan2", "--data", "colormnist:tiny", "--out", str(tmp_path / "other"),
+              "--iterations", "1", "--init-from", str(base / "checkpoint.pt"), *ARGS, "--channel-max", "16"])
+    with pytest.raises(FileNotFoundError, match="init_from"):
+        main(["train-generator", "stylegan2", "--data", "colormnist:tiny", "--out", str(tmp_path / "x"),
+              "--init-from", str(tmp_path / "nope.pt"), *ARGS])
+
+
 def test_image_folder_data(tmp_path):
     from torchvision.utils import save_image
 

@@ -60,6 +60,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mirror", action="store_true", help="random horizontal flips of the training images")
     parser.add_argument("--sample-every", type=int, default=250, help="write a sample grid every N iterations")
     parser.add_argument("--checkpoint-every", type=int, default=500, help="write checkpoint.pt every N iterations")
+    parser.add_argument("--init-from", default=None, metavar="CHECKPOINT",
+                        help="fine-tune: start from another run's checkpoint.pt (G, D, EMA, optimisers) at "
+                             "iteration 0; ignored when OUT/checkpoint.pt exists (that run resumes)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -168,15 +171,26 @@ def run(args: argparse.Namespace) -> int:
     fixed_z = torch.randn(64, args.z_dim, generator=torch.Generator().manual_seed(args.seed)).to(device)
     start, elapsed = 0, 0.0
     ckpt_path = out / "checkpoint.pt"
-    if ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location=device, weights_only=True)
-        G.load_state_dict(state["G"])
-        D.load_state_dict(state["D"])
-        G_ema.load_state_dict(state["G_ema"])
+    source = ckpt_path if ckpt_path.exists() else Path(args.init_from) if args.init_from else None
+    if source is not None:
+        if not source.is_file():
+            raise FileNotFoundError(f"init_from: expected a checkpoint.pt of `semaug train-generator stylegan2`, "
+                                    f"but {os.fspath(source)!r} does not exist")
+        state = torch.load(source, map_location=device, weights_only=True)
+        try:
+            G.load_state_dict(state["G"])
+            D.load_state_dict(state["D"])
+            G_ema.load_state_dict(state["G_ema"])
+        except RuntimeError as error:  # names the missing / unexpected / mis-sized keys
+            raise ValueError(f"init_from: {os.fspath(source)!r} was trained with another architecture; pass "
+                             f"the same --resolution/--z-dim/--w-dim/--channel-* flags as its run ({error})") from None
         opt_g.load_state_dict(state["opt_g"])
         opt_d.load_state_dict(state["opt_d"])
-        start, elapsed = int(state["iteration"]), float(state["elapsed"])
-        print(f"resumed from {ckpt_path} at iteration {start}", file=sys.stderr)
+        if source == ckpt_path:
+            start, elapsed = int(state["iteration"]), float(state["elapsed"])
+            print(f"resumed from {ckpt_path} at iteration {start}", file=sys.stderr)
+        else:
+            print(f"fine-tuning from {source} (trained {int(state['iteration'])} iterations there)", file=sys.stderr)
     batches = _batches(dataset, args.batch, args.seed + start)
     t0 = time.time() - elapsed
 
