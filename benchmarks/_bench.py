@@ -12,6 +12,7 @@ import platform
 import shlex
 import sys
 import time
+import weakref
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -110,11 +111,27 @@ def accuracy(model: nn.Module, images: Tensor, labels: Tensor, attack: Callable 
     return 100.0 * correct / max(len(images), 1)
 
 
-def invert(generator: ts.StyleGAN2, images: Tensor, encoder: str = "optimize:50") -> Tensor:
-    """W+ codes of ``images`` in [0, 1] with ``semaug encode``'s encoder spec (learned file or optimize:N)."""
-    from torch_semaug.generators.encoders import encoder_from_spec
+_FITTED_ENCODERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # generator -> its fitted encoder
 
-    return encoder_from_spec(encoder, generator).encode(images * 2 - 1).detach()
+
+def invert(generator: ts.StyleGAN2, images: Tensor, encoder: str = "optimize:50", seed: int = 0) -> Tensor:
+    """W+ codes of ``images`` in [0, 1]: ``semaug encode``'s encoder spec (a learned encoder file
+    ``PATH[:REFINE]`` or ``optimize:N``), or ``learned:N`` — fit a learned encoder (NaTra's BIES) for N steps
+    on this generator's samples and the images it first inverts, then one forward pass per image. The fitted
+    encoder is kept for later calls with the same generator (e.g. Figure 7's other sigmas)."""
+    from torch_semaug.generators.encoders import LearnedEncoder, encoder_from_spec
+
+    x = images * 2 - 1
+    if encoder.startswith("learned:"):
+        fitted = _FITTED_ENCODERS.get(generator)
+        if fitted is None:
+            fitted = LearnedEncoder(generator)
+            real = torch.utils.data.DataLoader(x, batch_size=32, shuffle=True,
+                                               generator=torch.Generator().manual_seed(seed))
+            fitted.fit(steps=int(encoder.partition(":")[2]), batch_size=32, real_images=real, seed=seed)
+            _FITTED_ENCODERS[generator] = fitted
+        return torch.cat([fitted.encode(chunk) for chunk in x.split(500)]).detach()
+    return encoder_from_spec(encoder, generator).encode(x).detach()
 
 
 def stack(dataset, n: int | None = None) -> tuple[Tensor, Tensor]:

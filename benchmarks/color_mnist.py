@@ -46,7 +46,7 @@ FIG7_METHODS = ("nominal", "mixup:0.2", "pixel_at", "randmix", "advmix")
 RGB = torch.eye(3)
 PAPER_TABLE2 = {"randmix": ("88.55", "83.18", "53.56"), "advmix": ("85.07", "85.02", "85.00")}
 SETTINGS = {  # scale -> sizes (cpu: MNIST subsets and a reduced AdvMix budget; paper: the paper's)
-    "smoke": dict(train=64, test=64, steps=3, batch=16, encoder="optimize:2", sigmas=[0.1], adv_steps=1,
+    "smoke": dict(train=64, test=64, steps=3, batch=16, encoder="learned:2", sigmas=[0.1], adv_steps=1,
                   adv_restarts=1, at_steps=1),
     "cpu": dict(train=5000, test=2000, steps=600, batch=64, encoder="optimize:50", sigmas=[0.02, 0.05, 0.1, 0.2],
                 adv_steps=3, adv_restarts=3, at_steps=5),
@@ -87,7 +87,7 @@ def rgb_colors(dataset: ColorMNIST, red_fraction: float | None, seed: int) -> Co
 
 
 def run_methods(args, s, methods, make_model, images, labels, test, generator) -> dict[str, float]:
-    latents = invert(generator, images, s["encoder"]) if generator is not None and \
+    latents = invert(generator, images, s["encoder"], seed=args.seed) if generator is not None and \
         any(m in ("randmix", "advmix") for m in methods) else None
     out = {}
     for method in methods:
@@ -178,7 +178,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--table2", action="append", default=[], metavar="NAME=PATH",
                         help="in the paper's order: unbiased, 99%% red, 99.9%% red")
     parser.add_argument("--only", default="fig7,table1,table2", help="comma-separated parts to run")
-    parser.add_argument("--encoder", default=None, help="W+ encoder spec (learned .safetensors or optimize:N)")
+    parser.add_argument("--encoder", default=None, help="W+ encoder: learned:N (fit one per generator for N "
+                        "steps), a learned .safetensors[:REFINE], or optimize:N")
     parser.add_argument("--train", type=int, default=None, help="override the scale's number of training digits")
     parser.add_argument("--test", type=int, default=None, help="override the scale's number of test digits")
     parser.add_argument("--steps", type=int, default=None, help="override the scale's Adam steps")
