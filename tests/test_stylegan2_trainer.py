@@ -98,3 +98,19 @@ def test_recorded_command_is_the_command_line(tmp_path, monkeypatch):
     assert main(argv) == 0
     command = read_metadata(out / "G.safetensors")["command"]
     assert command.startswith("semaug train-generator stylegan2 --data demo-shapes:train:8 ")
+
+
+def test_training_draws_fresh_noise_for_every_image(tmp_path, monkeypatch):
+    # const noise is one template shared by all samples: trained on it, G collapses to a single shape
+    modes = []
+    synthesize = StyleGAN2.synthesize
+
+    def recording(self, w_plus, noise_mode=None):
+        if torch.is_grad_enabled() or noise_mode is not None:
+            modes.append(noise_mode)
+        return synthesize(self, w_plus, noise_mode)
+
+    monkeypatch.setattr(StyleGAN2, "synthesize", recording)
+    assert main(["train-generator", "stylegan2", "--data", "colormnist:tiny", "--out", str(tmp_path / "run"),
+                 "--iterations", "1", *ARGS]) == 0
+    assert modes and set(modes) == {"random"}

@@ -4,6 +4,9 @@ The StyleGAN2 recipe at small scale: non-saturating logistic loss, lazy R1 penal
 style-mixing regularisation (so coarse and fine W+ layers carry different factors — what LatentMix
 relies on), an exponential moving average of G (the model that is saved), Adam with betas (0, 0.99).
 Path-length regularisation is left out (it matters for large models and costs a second backward).
+Training draws fresh per-pixel noise for every image, as in the paper: with the fixed ``"const"`` noise
+used for augmentation, the noise maps are one template shared by all samples, which G can copy — the
+samples then collapse to a single shape in different colours.
 
 Everything needed to continue is in ``OUT/checkpoint.pt`` (written atomically every ``--checkpoint-every``
 iterations and at the end, loaded with ``weights_only=True``); rerunning the same command resumes.
@@ -207,7 +210,7 @@ def run(args: argparse.Namespace) -> int:
         real = next(batches).to(device)
         # Discriminator: logistic loss on real vs generated.
         with torch.no_grad():
-            fake = G.synthesize(_mixed_ws(G, args.batch, args.mixing_prob, device))
+            fake = G.synthesize(_mixed_ws(G, args.batch, args.mixing_prob, device), noise_mode="random")
         loss_d = F.softplus(D(fake)).mean() + F.softplus(-D(real)).mean()
         opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
@@ -222,7 +225,7 @@ def run(args: argparse.Namespace) -> int:
         # Generator: non-saturating loss, with style mixing.
         ws = _mixed_ws(G, args.batch, args.mixing_prob, device)
         G.update_w_avg(ws[:, 0])
-        loss_g = F.softplus(-D(G.synthesize(ws))).mean()
+        loss_g = F.softplus(-D(G.synthesize(ws, noise_mode="random"))).mean()
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         opt_g.step()
