@@ -42,6 +42,7 @@ from benchmarks._bench import (  # noqa: E402
 )
 from torch_semaug.data.color_mnist import ColorMNIST  # noqa: E402
 
+PARTS = ("fig7", "table1", "table2")
 FIG7_METHODS = ("nominal", "mixup:0.2", "pixel_at", "randmix", "advmix")
 RGB = torch.eye(3)
 PAPER_TABLE2 = {"randmix": ("88.55", "83.18", "53.56"), "advmix": ("85.07", "85.02", "85.00")}
@@ -177,7 +178,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--table1", action="append", default=[], metavar="NAME=PATH")
     parser.add_argument("--table2", action="append", default=[], metavar="NAME=PATH",
                         help="in the paper's order: unbiased, 99%% red, 99.9%% red")
-    parser.add_argument("--only", default="fig7,table1,table2", help="comma-separated parts to run")
+    parser.add_argument("--only", default=",".join(PARTS), help="comma-separated parts to run (a subset "
+                        "writes color_mnist_<parts>.md, so separate runs do not overwrite each other)")
     parser.add_argument("--encoder", default=None, help="W+ encoder: learned:N (fit one per generator for N "
                         "steps), a learned .safetensors[:REFINE], or optimize:N")
     parser.add_argument("--train", type=int, default=None, help="override the scale's number of training digits")
@@ -203,6 +205,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.adv:
         s["adv_restarts"], s["adv_steps"] = (int(v) for v in args.adv.split(","))
     parts = set(args.only.split(","))
+    unknown = parts - set(PARTS)
+    if unknown:
+        raise ValueError(f"only: expected a comma-separated subset of {','.join(PARTS)}, got {args.only!r}")
     suffix = "" if args.scale == "cpu" else f"_{args.scale}"
     sections = [f"Scale `{args.scale}`: {s['train']} training / {s['test']} test digits, {s['steps']} Adam steps "
                 f"of {s['batch']}, W+ by `{s['encoder']}`, AdvMix {s['adv_restarts']} restarts x {s['adv_steps']} "
@@ -220,7 +225,8 @@ def main(argv: list[str] | None = None) -> None:
     if "table2" in parts and args.table2:
         sections += ["## Table 2: red-only training digits, linear classifier, R/G/B test digits", "",
                      table2(args, s), ""]
-    write_results(args.out / f"color_mnist{suffix}.md", "Color-MNIST (AdvMix paper)", start, sections, [])
+    name = "color_mnist" + ("" if parts == set(PARTS) else "_" + "_".join(p for p in PARTS if p in parts))
+    write_results(args.out / f"{name}{suffix}.md", "Color-MNIST (AdvMix paper)", start, sections, [])
 
 
 if __name__ == "__main__":

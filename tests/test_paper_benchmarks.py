@@ -36,11 +36,13 @@ def test_color_mnist_smoke(tmp_path, stylegan32):
 
     color_mnist.main(["--scale", "smoke", "--generator", stylegan32, "--table2", f"red99={stylegan32}",
                       "--only", "fig7,table2", "--out", str(tmp_path), *ONE_THREAD])
-    text = (tmp_path / "color_mnist_smoke.md").read_text()
+    text = (tmp_path / "color_mnist_fig7_table2_smoke.md").read_text()
     for method in color_mnist.FIG7_METHODS:
         assert f"| {method} |" in text
     assert "| red99 |" in text and "88.55" in text  # the paper's numbers stand beside ours
     assert (tmp_path / "color_mnist_fig7_smoke.png").stat().st_size > 1000
+    with pytest.raises(ValueError, match="only: expected a comma-separated subset of fig7,table1,table2"):
+        color_mnist.main(["--only", "fig8", "--out", str(tmp_path)])
 
 
 def test_rgb_colours():
