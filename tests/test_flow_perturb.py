@@ -109,10 +109,40 @@ def test_nan_from_the_flow_never_reaches_the_classifier():
     model = make_classifier()
     seen = []
     model.register_forward_hook(lambda _m, inputs, _o: seen.append(bool(torch.isfinite(inputs[0]).all())))
-    ala = ts.FlowPerturb(glow, mode="adversarial", eps=1.0, norm="l2", model=model)
+    ala = ts.FlowPerturb(glow, mode="adversarial", eps=1.0, norm="l2", model=model, on_nonfinite="raise")
     with pytest.raises(ValueError, match="generator output.*during the attack"):
         ala(_mid_images(2), torch.tensor([0, 1]))
     assert all(seen)
+    with pytest.raises(ValueError, match="on_nonfinite"):
+        ts.FlowPerturb(glow, eps=1.0, on_nonfinite="ignore")
+
+
+class _OverflowsOnFirstExample(Glow):
+    """A flow whose inverse overflows to NaN for the first example of every batch (a latent pushed too far)."""
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        out = super().decode(latents)
+        return torch.cat([torch.full_like(out[:1], float("nan")), out[1:]])
+
+
+@pytest.mark.parametrize("mode", ["random", "adversarial"])
+def test_an_example_whose_decode_overflows_keeps_its_input(mode):
+    glow = _OverflowsOnFirstExample((3, 16, 16), levels=2, steps=1, width=8)
+    glow.initialize(smooth_images(8))
+    glow.freeze()
+    model = make_classifier()
+    seen = []
+    model.register_forward_hook(lambda _m, inputs, _o: seen.append(bool(torch.isfinite(inputs[0]).all())))
+    x, y = _mid_images(3), torch.tensor([0, 1, 2])
+    perturb = ts.FlowPerturb(glow, mode=mode, eps=0.5, norm="l2", model=model, rng=torch.Generator().manual_seed(0))
+    with pytest.warns(RuntimeWarning, match="1 of 3 decoded variants were not finite"):
+        out, _ = perturb(x, y)
+    assert torch.equal(out[0], x[0])                        # kept its input
+    assert not torch.equal(out[1:], x[1:]) and torch.isfinite(out).all()
+    assert perturb.nonfinite_count == 1 and all(seen)
+    with pytest.warns(RuntimeWarning):
+        perturb(x, y)
+    assert perturb.nonfinite_count == 2
 
 
 def test_adversarial_adaptive_eps_and_label_smoothing():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -57,6 +58,7 @@ class SemanticTransform(v2.Transform):
 
     modes: tuple[str, ...] = ("random",)
     random_modes: tuple[str, ...] = ("random",)
+    on_nonfinite: str = "raise"  # "keep": an example whose variant is not finite keeps its input (FlowPerturb)
 
     def __init__(
         self,
@@ -235,10 +237,30 @@ class SemanticTransform(v2.Transform):
         labels = self._smooth(labels, index, ctx.eps_used, recorder.width if recorder is not None else None)
         with torch.no_grad():
             variants = decode(moved.detach())
-        check_finite(variants, "generator output", hint=f" from {type(generator).__name__}.decode()")
+        variants = self._finite_or_input(variants, images[index], generator)
         out = images.clone()
         out[index] = variants
         return (tv_tensors.wrap(out, like=inpt) if isinstance(inpt, tv_tensors.TVTensor) else out), labels
+
+    def _finite_or_input(self, variants: Tensor, originals: Tensor, generator: LatentGenerator) -> Tensor:
+        """``variants``, except that with ``on_nonfinite="keep"`` a non-finite one is replaced by its input
+        (and counted in ``nonfinite_count``); with ``"raise"`` any non-finite value is an error."""
+        bad = ~torch.isfinite(variants).flatten(1).all(1)
+        if not bool(bad.any()):
+            return variants
+        if self.on_nonfinite == "raise":
+            check_finite(variants, "generator output", hint=f" from {type(generator).__name__}.decode()")
+        count = int(bad.sum())
+        self.__dict__["nonfinite_count"] = self.nonfinite_count + count
+        warnings.warn(f"{type(self).__name__}: {count} of {len(bad)} decoded variants were not finite (the "
+                      f"{type(generator).__name__} inverse overflowed); they keep their input image "
+                      "(on_nonfinite='keep'; the running total is in .nonfinite_count)", RuntimeWarning, stacklevel=3)
+        return torch.where(bad.view(-1, *[1] * (variants.ndim - 1)), originals, variants)
+
+    @property
+    def nonfinite_count(self) -> int:
+        """Examples whose variant was not finite and that kept their input (``on_nonfinite="keep"``)."""
+        return self.__dict__.get("nonfinite_count", 0)
 
     def _smooth(
         self, labels: Tensor | None, index: Tensor, eps_used: Tensor | None, width: int | None

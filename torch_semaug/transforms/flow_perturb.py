@@ -51,6 +51,9 @@ class FlowPerturb(SemanticTransform):
         adaptive_eps: per-example eps (NaTra), adversarial mode; replaces ``eps`` and scales ``step_size``
             by ``eps_i / eps``.
         label_smoothing: adaptive label smoothing factor ``c`` (soft labels with mass ``c * eps_i``).
+        on_nonfinite: a flow's inverse is unbounded, so a latent pushed far enough decodes to inf/NaN (rare:
+            CIFAR-10 images with black crop borders under R-LA). ``"keep"``: that example keeps its input
+            image, a ``RuntimeWarning`` is issued and ``nonfinite_count`` counts it; ``"raise"``: error.
         mean, std, to_generator, from_generator, keep_model_mode, rng, num_classes: see
             :class:`~torch_semaug.transforms.base.SemanticTransform`.
 
@@ -88,6 +91,7 @@ class FlowPerturb(SemanticTransform):
         adaptive_eps: AdaptiveEps | None = None,         # per-example eps grown until fooled (adversarial)
         label_smoothing: float = 0.0,                    # soft labels with mass label_smoothing * eps_i
         num_classes: int | None = None,                  # soft-label width (default: logits width)
+        on_nonfinite: str = "keep",                      # "keep" the input where decode overflows, or "raise"
     ) -> None:
         super().__init__(
             flow, model=model, mode=mode, p=p, mean=mean, std=std, to_generator=to_generator,
@@ -104,6 +108,8 @@ class FlowPerturb(SemanticTransform):
         check_int_at_least(steps, 1, "steps")
         check_int_at_least(restarts, 1, "restarts")
         check_choice(targets, TARGETS, "targets")
+        check_choice(on_nonfinite, ("keep", "raise"), "on_nonfinite")
+        self.on_nonfinite = on_nonfinite
         self.eps = float(eps)
         self.norm = norm
         self.step_size = float(step_size) if step_size is not None else self.eps / 2
@@ -124,10 +130,14 @@ class FlowPerturb(SemanticTransform):
         generator_name = type(self.generator).__name__
 
         def decode(z: Tensor) -> Tensor:
-            # NaN from the flow (clamping cannot fix it) must not reach the classifier
+            # NaN from the flow (clamping cannot fix it) must not reach the classifier; with "keep" the
+            # example's own loss and gradient go NaN (the others are unaffected) and the final decode
+            # hands it back unchanged
             images = ctx.decode(z)
-            check_finite(images, "generator output", hint=f" from {generator_name}.decode() during the attack")
-            return images
+            if self.on_nonfinite == "raise":
+                check_finite(images, "generator output", hint=f" from {generator_name}.decode() during the attack")
+                return images
+            return torch.where(torch.isfinite(images), images, torch.zeros_like(images))
 
         result = latent_pgd(
             decode, ctx.classifier, latents, labels,
