@@ -50,13 +50,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--iterations", type=int, default=5000, help="total training iterations (G+D steps)")
     parser.add_argument("--max-minutes", type=float, default=None, help="stop (and save) after this wall time")
     parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=0.0025, help="Adam learning rate of G and D")
+    parser.add_argument("--lr", type=float, default=0.002, help="Adam learning rate of G and D")
     parser.add_argument("--z-dim", type=int, default=128)
     parser.add_argument("--w-dim", type=int, default=128)
     parser.add_argument("--mapping-layers", type=int, default=4)
     parser.add_argument("--channel-base", type=int, default=4096)
     parser.add_argument("--channel-max", type=int, default=128)
-    parser.add_argument("--r1-gamma", type=float, default=0.05, help="R1 weight (gamma)")
+    parser.add_argument("--r1-gamma", type=float, default=10.0,
+                        help="R1 weight (gamma); small models need a strong one: at 0.05-1 the 64-channel "
+                             "Color-MNIST model collapsed to a single digit shape within 1,000 iterations")
     parser.add_argument("--r1-every", type=int, default=16, help="lazy R1: penalty every N iterations")
     parser.add_argument("--mixing-prob", type=float, default=0.9, help="probability of style mixing per batch")
     parser.add_argument("--ema-kimg", type=float, default=5.0, help="half-life of the G EMA in thousands of images")
