@@ -8,8 +8,9 @@ processes hits both alike.
     python benchmarks/speed.py --scale cpu --out benchmarks/results/speed.md
 
 Scales: ``smoke`` (a tiny CNN, seconds; run by the tests), ``cpu`` (timm resnet18 at batch 128, 32 px, 2 CPU
-cores), ``paper`` (the same on a GPU, more repeats). Add a case by writing a function that takes a
-:class:`Setup` and returns :class:`Row` s, and listing it in ``CASES``.
+cores), ``paper`` (the same on a GPU, more repeats); ``--model``, ``--batch``, ``--steps`` and ``--repeats``
+override a scale's sizes (e.g. the StyleGAN2 cases at batch 32 where batch 128 takes too long). Add a case
+by writing a function that takes a :class:`Setup` and returns :class:`Row` s, and listing it in ``CASES``.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class Setup:
 
     scale: str
     device: torch.device
+    model_name: str
     model: nn.Module
     images: torch.Tensor
     labels: torch.Tensor
@@ -284,26 +286,30 @@ def build_model(name: str, channels: int, num_classes: int) -> nn.Module:
     return timm.create_model(name, num_classes=num_classes, in_chans=channels)
 
 
-def make_setup(scale: str, device: str, seed: int = 0) -> Setup:
-    model_name, batch, size, steps, repeats = SCALES[scale]
+def make_setup(scale: str, device: str, seed: int = 0, *, model_name: str | None = None, batch: int | None = None,
+               steps: int | None = None, repeats: int | None = None) -> Setup:
+    """The scale's classifier, batch, steps and repeats; any of them overridden when given."""
+    default_model, default_batch, size, default_steps, default_repeats = SCALES[scale]
+    model_name, batch = model_name or default_model, batch or default_batch
+    steps, repeats = steps or default_steps, repeats or default_repeats
     torch.manual_seed(seed)
     dev = torch.device(device)
     model = build_model(model_name, 3, 10).to(dev).train()
     images = torch.rand(batch, 3, size, size, device=dev)
     with torch.no_grad(), ts.classifier_guard(model) as inner:
         labels = inner(images).argmax(1)  # every example starts correctly classified: early stop has work
-    return Setup(scale, dev, model, images, labels, steps, repeats)
+    return Setup(scale, dev, model_name, model, images, labels, steps, repeats)
 
 
 def markdown(rows: list[Row], setup: Setup, command: str, wall: float) -> str:
-    model_name, batch, size, _, _ = SCALES[setup.scale]
+    batch, size = setup.images.shape[0], setup.images.shape[-1]
     lines = [
         "# Speed: each transform as a ratio to its floor",
         "",
         f"- command: `{command}`",
         f"- date: {datetime.date.today().isoformat()}; machine: {platform.processor() or platform.machine()}, "
         f"{torch.get_num_threads()} threads, device {setup.device}; torch {torch.__version__}",
-        f"- classifier: {model_name}, batch {batch}, {size}x{size} px; median of {setup.repeats} interleaved "
+        f"- classifier: {setup.model_name}, batch {batch}, {size}x{size} px; median of {setup.repeats} interleaved "
         f"repeats; wall time {wall:.0f} s",
         "",
         "| transform | configuration | time / batch (ms) | floor (ms) | floor is | ratio | peak memory |",
@@ -321,9 +327,14 @@ def main(argv: list[str] | None = None) -> list[Row]:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--cases", nargs="*", choices=list(CASES), default=list(CASES))
     parser.add_argument("--out", type=Path, help="write the Markdown table here (atomically)")
+    parser.add_argument("--model", default=None, help="override the scale's classifier ('tiny' or a timm name)")
+    parser.add_argument("--batch", type=int, default=None, help="override the scale's batch size")
+    parser.add_argument("--steps", type=int, default=None, help="override the scale's attack steps")
+    parser.add_argument("--repeats", type=int, default=None, help="override the scale's timing repeats")
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    setup = make_setup(args.scale, args.device)
+    setup = make_setup(args.scale, args.device, model_name=args.model, batch=args.batch, steps=args.steps,
+                       repeats=args.repeats)
     command = "python benchmarks/speed.py " + " ".join(argv if argv is not None else sys.argv[1:])
     rows: list[Row] = []
     for name in args.cases:
