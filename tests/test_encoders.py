@@ -99,3 +99,30 @@ def test_semaug_encode_with_an_encoder_spec(tmp_path, capsys, gen):
     argv[6], argv[-1] = str(tmp_path / "lat2"), f"{tmp_path / 'enc.safetensors'}:2"
     assert cli_main(argv) == 0
     assert LatentCache.open(tmp_path / "lat2").shape == (4, 6, 16)
+
+
+def test_semaug_encode_fits_a_learned_encoder_once(tmp_path, capsys, gen):
+    from tests.training_fixtures import make_image_folder
+    from torch_semaug.cli import main as cli_main
+    from torch_semaug.data.datasets import create_dataset
+    from torch_semaug.data.latent_cache import LatentCache
+    from torch_semaug.train.data import encoding_transform
+
+    make_image_folder(tmp_path / "imgs", per_class=2, size=20)  # resized to the generator's 16 px to fit
+    gen.save(tmp_path / "g.safetensors")
+    out = tmp_path / "lat"
+    argv = ["encode", "--generator", str(tmp_path / "g.safetensors"), "--data", f"folder:{tmp_path / 'imgs'}",
+            "--img-size", "16", "--out", str(out), "-j", "0", "-b", "4", "--device", "cpu", "--encoder", "learned:2"]
+    assert cli_main(argv) == 0
+    assert "fitted a learned encoder for 2 steps" in capsys.readouterr().out
+    fitted = LearnedEncoder.load(out / "encoder.safetensors", generator=gen)
+    first = LatentCache.open(out)
+    assert first.shape == (4, 6, 16)
+    dataset = create_dataset(f"folder:{tmp_path / 'imgs'}", None, "train", transform=encoding_transform(16))
+    images = torch.stack([image for image, _ in dataset])
+    torch.testing.assert_close(first[list(range(4))], fitted.encode(images * 2 - 1))  # the saved encoder made it
+    assert cli_main(argv) == 0  # a rerun loads the saved encoder and finds the finished cache
+    assert "fitted earlier" in capsys.readouterr().out
+    argv[argv.index("--out") + 1] = str(tmp_path / "other")
+    with pytest.raises(ValueError, match="encoder: expected learned:STEPS"):
+        cli_main([*argv[:-1], "learned:x"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from pathlib import Path
 
 import torch
 
@@ -14,7 +15,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--generator", required=True, metavar="PATH", help="generator checkpoint (.safetensors)")
     parser.add_argument("--generator-kind", default=None, help="require this generator kind (e.g. stylegan2)")
     parser.add_argument("--encoder", default=None, metavar="SPEC", help="StyleGAN2 only: a learned encoder "
-                        ".safetensors (PATH[:REFINE_STEPS]) or optimize[:STEPS] (optimisation inversion)")
+                        ".safetensors (PATH[:REFINE_STEPS]), optimize[:STEPS] (optimisation inversion), or "
+                        "learned:STEPS (fit a learned encoder on G's samples and this dataset first; saved as "
+                        "OUT/encoder.safetensors and reused when the command is rerun)")
     parser.add_argument("--data", required=True, metavar="NAME", help=f"dataset: one of {', '.join(DATASETS)}")
     parser.add_argument("--data-root", default=default_data_root(), help="dataset root (default: $SEMAUG_DATA)")
     parser.add_argument("--split", default="train", choices=SPLITS, help="which split to encode")
@@ -47,6 +50,50 @@ def reconstruction_psnr(cache, dataset, generator, count: int, batch_size: int, 
     return sum(psnrs) / len(psnrs)
 
 
+def fit_learned_encoder(spec: str, generator, dataset, out: Path, workers: int):
+    """``learned:STEPS``: NaTra's BIES encoder fitted on generated pairs and the dataset's images, saved in
+    ``out`` (atomically) so that a rerun of the command loads it instead of fitting again."""
+    import kornia
+
+    from torch_semaug.generators.encoders import LearnedEncoder
+
+    path = out / "encoder.safetensors"
+    if path.is_file():
+        print(f"using the learned encoder fitted earlier: {path}")
+        return LearnedEncoder.load(path, generator=generator)
+    steps = spec.partition(":")[2]
+    if not steps.isdigit() or int(steps) < 1:
+        raise ValueError(f"encoder: expected learned:STEPS with STEPS a positive integer, got {spec!r}")
+    low, high = generator.image_range
+    size = tuple(generator.image_shape[1:])
+
+    def real_batches():
+        loader = torch.utils.data.DataLoader(dataset, batch_size=32, shuffle=True, num_workers=workers,
+                                             generator=torch.Generator().manual_seed(0))
+        for images, _ in loader:
+            images = images.to(generator.device)
+            if tuple(images.shape[-2:]) != size:
+                images = kornia.geometry.transform.resize(images, size, interpolation="bilinear", antialias=True)
+            yield low + (high - low) * images.clamp(0, 1)
+
+    encoder = LearnedEncoder(generator)
+    encoder.fit(steps=int(steps), batch_size=32, real_images=_Reiterable(real_batches))
+    out.mkdir(parents=True, exist_ok=True)
+    encoder.save(path)
+    print(f"fitted a learned encoder for {steps} steps: {path}")
+    return encoder
+
+
+class _Reiterable:
+    """A generator function that ``fit`` can cycle over (each pass is a new shuffled epoch)."""
+
+    def __init__(self, make) -> None:
+        self.make = make
+
+    def __iter__(self):
+        return self.make()
+
+
 def run(args: argparse.Namespace) -> int:
     from torch_semaug.data.datasets import create_dataset
     from torch_semaug.data.latent_cache import LatentCache
@@ -54,11 +101,14 @@ def run(args: argparse.Namespace) -> int:
     from torch_semaug.train.data import encoding_transform
 
     generator = load_generator(args.generator, kind=args.generator_kind, device=args.device)
-    if args.encoder is not None:
+    dataset = create_dataset(args.data, args.data_root, args.split, transform=encoding_transform(args.img_size))
+    if args.encoder is not None and args.encoder.startswith("learned:"):
+        generator.attach_encoder(fit_learned_encoder(args.encoder, generator, dataset, Path(args.out),
+                                                     args.workers))
+    elif args.encoder is not None:
         from torch_semaug.generators.encoders import encoder_from_spec
 
         generator.attach_encoder(encoder_from_spec(args.encoder, generator, batch_size=args.batch_size))
-    dataset = create_dataset(args.data, args.data_root, args.split, transform=encoding_transform(args.img_size))
     print(f"encoding {len(dataset)} images of {args.data} ({args.split}) with {type(generator).__name__} "
           f"into {args.out}")
     cache = LatentCache.build(dataset, generator, args.out, batch_size=args.batch_size, num_workers=args.workers,

@@ -109,7 +109,10 @@ def encoder_fingerprint(encoder: Encoder, _seen: frozenset[int] = frozenset()) -
         info["settings"] = json.loads(json.dumps(settings, default=repr))
     info["state_sha256"] = digest.hexdigest()
     for name, value in attributes:
-        if (name == "encoder" or isinstance(value, nn.Module)) and value is not None and id(value) not in _seen:
+        if value is None or id(value) in _seen:
+            continue
+        # a Module's plain attributes are helpers (its generator, a lazily built perceptual net), not identity
+        if name == "encoder" or (not isinstance(encoder, nn.Module) and isinstance(value, nn.Module)):
             info[f"holds.{name}"] = encoder_fingerprint(value, _seen)
     return info
 
