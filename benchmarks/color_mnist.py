@@ -49,8 +49,8 @@ PAPER_TABLE2 = {"unbiased": ("88.55", "85.07"), "red99": ("83.18", "85.02"), "re
 SETTINGS = {  # scale -> sizes (cpu: MNIST subsets and a reduced AdvMix budget; paper: the paper's)
     "smoke": dict(train=64, test=64, steps=3, batch=16, encoder="learned:2", sigmas=[0.1], adv_steps=1,
                   adv_restarts=1, at_steps=1),
-    "cpu": dict(train=5000, test=2000, steps=600, batch=64, encoder="learned:500", sigmas=[0.02, 0.05, 0.1, 0.2],
-                adv_steps=3, adv_restarts=3, at_steps=5),
+    "cpu": dict(train=5000, test=2000, steps=400, batch=64, encoder="learned:300", sigmas=[0.02, 0.05, 0.1],
+                adv_steps=2, adv_restarts=2, at_steps=5),
     "paper": dict(train=60000, test=10000, steps=10000, batch=128, encoder="optimize:200",
                   sigmas=[0.0, 0.02, 0.05, 0.1, 0.2, 0.3], adv_steps=7, adv_restarts=5, at_steps=7),
 }
