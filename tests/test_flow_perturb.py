@@ -102,13 +102,19 @@ class _NaNWhenAttacked(Glow):
         return out * float("nan") if latents.requires_grad else out
 
 
-def test_nan_from_the_flow_never_reaches_the_classifier():
-    glow = _NaNWhenAttacked((3, 16, 16), levels=2, steps=1, width=8)
+def _broken_flow_and_watched_classifier(flow_class: type[Glow]) -> tuple[Glow, torch.nn.Module, list[bool]]:
+    """A tiny flow of ``flow_class`` and a classifier that records whether each input it saw was finite."""
+    glow = flow_class((3, 16, 16), levels=2, steps=1, width=8)
     glow.initialize(smooth_images(8))
     glow.freeze()
     model = make_classifier()
-    seen = []
+    seen: list[bool] = []
     model.register_forward_hook(lambda _m, inputs, _o: seen.append(bool(torch.isfinite(inputs[0]).all())))
+    return glow, model, seen
+
+
+def test_nan_from_the_flow_never_reaches_the_classifier():
+    glow, model, seen = _broken_flow_and_watched_classifier(_NaNWhenAttacked)
     ala = ts.FlowPerturb(glow, mode="adversarial", eps=1.0, norm="l2", model=model, on_nonfinite="raise")
     with pytest.raises(ValueError, match="generator output.*during the attack"):
         ala(_mid_images(2), torch.tensor([0, 1]))
@@ -127,12 +133,7 @@ class _OverflowsOnFirstExample(Glow):
 
 @pytest.mark.parametrize("mode", ["random", "adversarial"])
 def test_an_example_whose_decode_overflows_keeps_its_input(mode):
-    glow = _OverflowsOnFirstExample((3, 16, 16), levels=2, steps=1, width=8)
-    glow.initialize(smooth_images(8))
-    glow.freeze()
-    model = make_classifier()
-    seen = []
-    model.register_forward_hook(lambda _m, inputs, _o: seen.append(bool(torch.isfinite(inputs[0]).all())))
+    glow, model, seen = _broken_flow_and_watched_classifier(_OverflowsOnFirstExample)
     x, y = _mid_images(3), torch.tensor([0, 1, 2])
     perturb = ts.FlowPerturb(glow, mode=mode, eps=0.5, norm="l2", model=model, rng=torch.Generator().manual_seed(0))
     with pytest.warns(RuntimeWarning, match="1 of 3 decoded variants were not finite"):
