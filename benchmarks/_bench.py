@@ -119,17 +119,15 @@ def invert(generator: ts.StyleGAN2, images: Tensor, encoder: str = "optimize:50"
     ``PATH[:REFINE]`` or ``optimize:N``), or ``learned:N`` — fit a learned encoder (NaTra's BIES) for N steps
     on this generator's samples and the images it first inverts, then one forward pass per image. The fitted
     encoder is kept for later calls with the same generator (e.g. Figure 7's other sigmas)."""
-    from torch_semaug.generators.encoders import LearnedEncoder, encoder_from_spec
+    from torch_semaug.generators.encoders import encoder_from_spec
 
     x = images * 2 - 1
     if encoder.startswith("learned:"):
         fitted = _FITTED_ENCODERS.get(generator)
         if fitted is None:
-            fitted = LearnedEncoder(generator)
             real = torch.utils.data.DataLoader(x, batch_size=32, shuffle=True,
                                                generator=torch.Generator().manual_seed(seed))
-            fitted.fit(steps=int(encoder.partition(":")[2]), batch_size=32, real_images=real, seed=seed)
-            _FITTED_ENCODERS[generator] = fitted
+            fitted = _FITTED_ENCODERS[generator] = encoder_from_spec(encoder, generator, real_images=real, seed=seed)
         return torch.cat([fitted.encode(chunk) for chunk in x.split(500)]).detach()
     return encoder_from_spec(encoder, generator).encode(x).detach()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -32,17 +33,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def reconstruction_psnr(cache, dataset, generator, count: int, batch_size: int, device: str) -> float:
     """Mean PSNR (dB, images in [0, 1]) of ``decode(cached latent)`` against the first ``count`` images."""
-    import kornia
+    from torch_semaug.transforms.image_space import resize
 
     low, high = generator.image_range
-    size = tuple(generator.image_shape[1:])
     psnrs = []
     count = min(count, len(dataset))
     for start in range(0, count, batch_size):
         rows = list(range(start, min(start + batch_size, count)))
-        images = torch.stack([dataset[i][0] for i in rows]).to(device)
-        if tuple(images.shape[-2:]) != size:
-            images = kornia.geometry.transform.resize(images, size, interpolation="bilinear", antialias=True)
+        images = resize(torch.stack([dataset[i][0] for i in rows]).to(device), generator.image_shape[1:])
         with torch.no_grad():
             decoded = (generator.decode(cache[rows].to(device)).clamp(low, high) - low) / (high - low)
         mse = (decoded - images.clamp(0, 1)).pow(2).flatten(1).mean(1)
@@ -53,45 +51,31 @@ def reconstruction_psnr(cache, dataset, generator, count: int, batch_size: int, 
 def fit_learned_encoder(spec: str, generator, dataset, out: Path, workers: int):
     """``learned:STEPS``: NaTra's BIES encoder fitted on generated pairs and the dataset's images, saved in
     ``out`` (atomically) so that a rerun of the command loads it instead of fitting again."""
-    import kornia
+    from torch.utils.data import DataLoader
 
-    from torch_semaug.generators.encoders import LearnedEncoder
+    from torch_semaug.data._builder import to_generator_input
+    from torch_semaug.generators.encoders import LearnedEncoder, encoder_from_spec
 
     path = out / "encoder.safetensors"
     if path.is_file():
         print(f"using the learned encoder fitted earlier: {path}")
         return LearnedEncoder.load(path, generator=generator)
-    steps = spec.partition(":")[2]
-    if not steps.isdigit() or int(steps) < 1:
-        raise ValueError(f"encoder: expected learned:STEPS with STEPS a positive integer, got {spec!r}")
-    low, high = generator.image_range
-    size = tuple(generator.image_shape[1:])
-
-    def real_batches():
-        loader = torch.utils.data.DataLoader(dataset, batch_size=32, shuffle=True, num_workers=workers,
-                                             generator=torch.Generator().manual_seed(0))
-        for images, _ in loader:
-            images = images.to(generator.device)
-            if tuple(images.shape[-2:]) != size:
-                images = kornia.geometry.transform.resize(images, size, interpolation="bilinear", antialias=True)
-            yield low + (high - low) * images.clamp(0, 1)
-
-    encoder = LearnedEncoder(generator)
-    encoder.fit(steps=int(steps), batch_size=32, real_images=_Reiterable(real_batches))
+    # a DataLoader is re-iterable: each pass of fit's cycle is a new shuffled epoch
+    to_input = partial(to_generator_input, image_range=generator.image_range, size=generator.image_shape[1:])
+    real = DataLoader(dataset, batch_size=32, shuffle=True, num_workers=workers,
+                      generator=torch.Generator().manual_seed(0), collate_fn=partial(_first_collated, to_input))
+    encoder = encoder_from_spec(spec, generator, real_images=real)
     out.mkdir(parents=True, exist_ok=True)
     encoder.save(path)
-    print(f"fitted a learned encoder for {steps} steps: {path}")
+    print(f"fitted a learned encoder for {spec.partition(':')[2]} steps: {path}")
     return encoder
 
 
-class _Reiterable:
-    """A generator function that ``fit`` can cycle over (each pass is a new shuffled epoch)."""
+def _first_collated(transform, samples):
+    """Collate ``(image, label)`` samples and return ``transform(images)`` (a picklable collate_fn)."""
+    from torch.utils.data import default_collate
 
-    def __init__(self, make) -> None:
-        self.make = make
-
-    def __iter__(self):
-        return self.make()
+    return transform(default_collate(samples)[0])
 
 
 def run(args: argparse.Namespace) -> int:

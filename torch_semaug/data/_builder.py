@@ -8,7 +8,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import kornia
 import numpy as np
 import torch
 from numpy.lib.format import open_memmap
@@ -30,20 +29,26 @@ from torch_semaug.data.latent_cache import (
     write_meta,
 )
 from torch_semaug.generators.base import LatentGenerator
+from torch_semaug.transforms.image_space import resize
+
+
+def to_generator_input(
+    images: Tensor, image_range: tuple[float, float], size: tuple[int, int],
+    to_generator: Callable[[Tensor], Tensor] | None = None,
+) -> Tensor:
+    """Dataset images in [0, 1] (or through ``to_generator``) -> a generator's ``image_range`` and ``size``."""
+    low, high = image_range
+    images = to_generator(images) if to_generator is not None else low + (high - low) * images
+    return resize(images, size).clamp(low, high)
 
 
 def _encode_fn(encoder: Encoder, device: torch.device, to_generator: Callable[[Tensor], Tensor] | None):
     """A function image batch (dataset range) -> latent batch (float32, CPU) for any kind of encoder."""
     if isinstance(encoder, LatentGenerator):
         generator = encoder.to(device).freeze()
-        low, high = generator.image_range
-        size = tuple(generator.image_shape[1:])
 
         def to_input(images: Tensor) -> Tensor:
-            images = to_generator(images) if to_generator is not None else low + (high - low) * images
-            if tuple(images.shape[-2:]) != size:
-                images = kornia.geometry.transform.resize(images, size, interpolation="bilinear", antialias=True)
-            return images.clamp(low, high)
+            return to_generator_input(images, generator.image_range, generator.image_shape[1:], to_generator)
 
         call = generator.encode
     elif callable(encoder):

@@ -334,13 +334,25 @@ def _cycle(batches: Iterable[Tensor]) -> Iterator[Tensor]:
 
 
 def encoder_from_spec(
-    spec: str, generator: StyleGAN2, *, batch_size: int = 256
+    spec: str, generator: StyleGAN2, *, batch_size: int = 256, real_images: Iterable[Tensor] | None = None,
+    seed: int = 0,
 ) -> LearnedEncoder | OptimizationEncoder:
     """An encoder from a command-line string: a :class:`LearnedEncoder` ``.safetensors`` path (optionally
-    ``PATH:REFINE_STEPS``), or ``optimize[:STEPS]`` for optimisation inversion (default 200 steps)."""
+    ``PATH:REFINE_STEPS``), ``optimize[:STEPS]`` for optimisation inversion (default 200 steps), or
+    ``learned:STEPS`` for a new :class:`LearnedEncoder` fitted for STEPS steps on generated pairs and
+    ``real_images`` (batches in the generator's range, cycled)."""
     if spec == "optimize" or spec.startswith("optimize:"):
         steps = int(spec.split(":", 1)[1]) if ":" in spec else 200
         return OptimizationEncoder(generator, steps=steps, batch_size=batch_size)
+    if spec.startswith("learned:"):
+        steps = spec.partition(":")[2]
+        if not steps.isdigit() or int(steps) < 1:
+            raise ValueError(f"encoder: expected learned:STEPS with STEPS a positive integer, got {spec!r}")
+        if real_images is None:
+            raise ValueError("real_images: learned:STEPS fits the encoder on real images as well; pass batches")
+        encoder = LearnedEncoder(generator)
+        encoder.fit(steps=int(steps), batch_size=32, real_images=real_images, seed=seed)
+        return encoder
     path, _, refine = spec.rpartition(":") if spec.rsplit(":", 1)[-1].isdigit() else (spec, "", "")
     encoder = LearnedEncoder.load(path, generator=generator).to(generator.device)
     if refine:
