@@ -27,12 +27,13 @@ def run_semaug(argv: list[str], capsys: pytest.CaptureFixture[str]) -> CliResult
 
 
 def assert_usage_error(argv: list[str], capsys: pytest.CaptureFixture[str], *fragments: str) -> CliResult:
-    """``semaug *argv`` must exit 2 with one ``error:`` line containing every fragment, and no traceback."""
+    """``semaug *argv`` must exit 2 with one ``error:`` line (progress lines may precede it) containing every
+    fragment, and no traceback."""
     result = run_semaug(argv, capsys)
-    lines = [line for line in result.err.splitlines() if line.strip()]
+    lines = [line for line in result.err.splitlines() if "error:" in line]
     assert result.code == USAGE_ERROR, f"exit {result.code} for {argv}; stderr: {result.err!r}"
     assert "Traceback" not in result.err, result.err
-    assert len(lines) == 1 and "error:" in lines[0], f"expected one error line for {argv}, got {result.err!r}"
+    assert len(lines) == 1, f"expected one error line for {argv}, got {result.err!r}"
     for fragment in fragments:
         assert fragment in lines[0], f"{fragment!r} not in {lines[0]!r}"
     return result

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tests.cli_helpers import assert_usage_error
 from torch_semaug.cli import main
 from torch_semaug.data.shapes import SHAPE_COLORS, SHAPES, ColorShapes, parse_demo_shapes
 from torch_semaug.demo.pipeline import ASSET
@@ -71,9 +72,9 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
     assert "samples.png" in capsys.readouterr().out
 
 
-def test_demo_missing_generator_is_a_clear_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match="generator"):
-        main(["demo", "--quick", "--out", str(tmp_path), "--generator", str(tmp_path / "none.safetensors")])
+def test_demo_missing_generator_is_a_clear_error(tmp_path, capsys):
+    assert_usage_error(["demo", "--quick", "--out", tmp_path, "--generator", tmp_path / "none.safetensors"], capsys,
+                       "--generator: no StyleGAN2 checkpoint")
 
 
 def test_generator_training_variant_has_the_same_shapes_in_uniform_colours():

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from tests.cli_helpers import assert_usage_error
 from torch_semaug import LatentMix
 from torch_semaug.generators.encoders import LearnedEncoder, OptimizationEncoder, psnr
 from torch_semaug.generators.perceptual import PerceptualDistance
@@ -124,5 +125,4 @@ def test_semaug_encode_fits_a_learned_encoder_once(tmp_path, capsys, gen):
     assert cli_main(argv) == 0  # a rerun loads the saved encoder and finds the finished cache
     assert "fitted earlier" in capsys.readouterr().out
     argv[argv.index("--out") + 1] = str(tmp_path / "other")
-    with pytest.raises(ValueError, match="encoder: expected learned:STEPS"):
-        cli_main([*argv[:-1], "learned:x"])
+    assert_usage_error([*argv[:-1], "learned:x"], capsys, "--encoder: expected learned:STEPS")
