@@ -11,12 +11,13 @@ from __future__ import annotations
 import functools
 import importlib.util
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 import torch_semaug as ts
+from tests.conftest import make_tiny_stylegan2
 from torch_semaug.generators import LatentGenerator
 from torch_semaug.transforms import SemanticTransform
 
@@ -90,7 +91,6 @@ class GeneratorCase:
     exact_encode: bool = False
     images: Callable[[int], torch.Tensor] | None = None
     round_trip_tol: float = 1e-4
-    extra: dict = field(default_factory=dict)
 
 
 def _identity_attack(**kwargs) -> Callable[..., SemanticTransform]:
@@ -221,12 +221,9 @@ if importlib.util.find_spec("FrEIA") is not None:
 
 # -- StyleGAN2 and LatentMix (RandMix / AdvMix) -------------------------------------------------------------
 
-_STYLEGAN_TINY = dict(z_dim=16, w_dim=16, mapping_layers=2, channel_base=256, channel_max=16)
-
 
 def _stylegan2() -> LatentGenerator:
-    torch.manual_seed(0)
-    return ts.StyleGAN2(16, **_STYLEGAN_TINY)
+    return make_tiny_stylegan2()
 
 
 def _stylegan_latents(images: torch.Tensor) -> torch.Tensor:

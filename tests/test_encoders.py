@@ -7,21 +7,20 @@ import torch
 from torch import nn
 
 from tests.cli_helpers import assert_usage_error
+from tests.conftest import make_tiny_stylegan2
 from torch_semaug import LatentMix
 from torch_semaug.generators.encoders import LearnedEncoder, OptimizationEncoder, psnr
 from torch_semaug.generators.perceptual import PerceptualDistance
 from torch_semaug.generators.stylegan2 import StyleGAN2
 
-TINY = dict(z_dim=16, w_dim=16, mapping_layers=2, channel_base=256, channel_max=16)
-
 
 @pytest.fixture(scope="module")
 def gen() -> StyleGAN2:
+    g = make_tiny_stylegan2()
     torch.manual_seed(0)
-    g = StyleGAN2(16, **TINY)
     with torch.no_grad():
         g.w_avg.copy_(g.mapping(torch.randn(256, 16)).mean(0))
-    return g.freeze()
+    return g
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +77,7 @@ def test_learned_encoder_trains_saves_and_attaches(tmp_path, gen, targets):
     (tmp_path / "bad.safetensors").write_bytes(b"garbage")
     with pytest.raises(ValueError, match="not a readable safetensors"):
         LearnedEncoder.load(tmp_path / "bad.safetensors")
-    other = StyleGAN2(32, **TINY)
+    other = make_tiny_stylegan2(32)
     with pytest.raises(ValueError, match="encoder expects"):
         loaded.set_generator(other)
 

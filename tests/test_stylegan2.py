@@ -8,16 +8,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from tests.conftest import TINY_STYLEGAN2, make_tiny_stylegan2
 from torch_semaug.generators import EncoderMissingError, load_generator
 from torch_semaug.generators.stylegan2 import StyleGAN2
 
-TINY = dict(z_dim=16, w_dim=16, mapping_layers=2, channel_base=256, channel_max=16)
-
 
 @pytest.fixture(scope="module")
-def g16() -> StyleGAN2:
-    torch.manual_seed(0)
-    return StyleGAN2(16, **TINY).freeze()
+def g16(tiny_stylegan2) -> StyleGAN2:
+    """The conftest tiny StyleGAN2 (16 px, 6 W+ layers of 16 dimensions)."""
+    return tiny_stylegan2
 
 
 def test_shapes_and_layout(g16):
@@ -29,8 +28,8 @@ def test_shapes_and_layout(g16):
     assert torch.equal(w[:, 0], w[:, 5])  # map(z) broadcast to W+
     images = g16.decode(w)
     assert images.shape == (3, 3, 16, 16) and images.min() >= -1 and images.max() <= 1
-    assert StyleGAN2(32, **TINY).num_ws == 8
-    grey = StyleGAN2(16, image_channels=1, **TINY)
+    assert make_tiny_stylegan2(32).num_ws == 8
+    grey = make_tiny_stylegan2(image_channels=1)
     assert grey.decode(grey.sample_latent(2)).shape == (2, 1, 16, 16)
 
 
@@ -82,11 +81,11 @@ def test_bad_latents_and_config_errors(g16):
     with pytest.raises(ValueError, match=r"latents: expected shape \(B, 6, 16\)"):
         g16.decode(torch.zeros(2, 5, 16))
     with pytest.raises(ValueError, match="resolution"):
-        StyleGAN2(24, **TINY)
+        StyleGAN2(24, **TINY_STYLEGAN2)
     with pytest.raises(ValueError, match="channels"):
         StyleGAN2(16, channels={4: 8, 8: 8}, z_dim=8, w_dim=8)
     with pytest.raises(ValueError, match="image_channels"):
-        StyleGAN2(16, image_channels=2, **TINY)
+        StyleGAN2(16, image_channels=2, **TINY_STYLEGAN2)
 
 
 def test_blocks_are_hookable(g16):
@@ -132,7 +131,7 @@ def test_save_load_roundtrip(tmp_path, g16):
 
 
 def test_w_avg_tracks_mapping():
-    g = StyleGAN2(16, w_avg_beta=0.0, **TINY)
+    g = StyleGAN2(16, w_avg_beta=0.0, **TINY_STYLEGAN2)
     w = torch.randn(5, 16)
     g.update_w_avg(w)
     assert torch.allclose(g.w_avg, w.mean(0))
