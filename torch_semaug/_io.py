@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -38,3 +39,17 @@ def write_atomic(path: str | os.PathLike[str], write: Callable[[Path], None]) ->
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
     """Write ``text`` to ``path`` atomically."""
     return write_atomic(path, lambda tmp: tmp.write_text(text))
+
+
+def remove_stale_temporaries(path: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporaries a killed writer of ``path`` left beside it; returns what was removed.
+
+    :func:`atomic_path` removes its temporary on any exception, but nothing runs on SIGKILL; a resumed run
+    calls this before writing ``path`` again. Only one process may write ``path`` at a time.
+    """
+    final = Path(path)
+    stale = [Path(p) for p in glob.glob(os.path.join(glob.escape(os.fspath(final.parent)),
+                                                     f".{glob.escape(final.name)}.*.tmp"))]
+    for leftover in stale:
+        leftover.unlink(missing_ok=True)
+    return stale
