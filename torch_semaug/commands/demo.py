@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from torch_semaug._io import write_text_atomic
     from torch_semaug.demo.pipeline import ASSET, DemoConfig, run_demo
-    from torch_semaug.demo.report import results_markdown, sample_columns, save_grid
+    from torch_semaug.demo.report import results_markdown, sample_columns, save_samples
 
     start = time.time()
     generator = args.generator or ASSET
@@ -51,7 +51,7 @@ def _run(args: argparse.Namespace) -> int:
     result = run_demo(config, seed=args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
     samples = args.out / "samples.png"
-    save_grid(sample_columns(result, args.seed, *config.figure_adv, split=config.split), samples)
+    save_samples(sample_columns(result, args.seed, *config.figure_adv, split=config.split), samples)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     command = "semaug " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["demo"] else \
         "semaug demo" + (" --quick" if args.quick else "")

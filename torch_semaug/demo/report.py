@@ -6,12 +6,11 @@ import platform
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from torch_semaug._io import write_atomic
 from torch_semaug.demo.pipeline import METHODS, DemoConfig, DemoResult
 from torch_semaug.transforms.latent_mix import LatentMix
+from torch_semaug.viz.grid import save_grid
 
 COLUMNS = ("original", "recon.", "RandMix", "AdvMix", "diff Rand", "diff Adv")
 
@@ -39,23 +38,10 @@ def sample_columns(result: DemoResult, seed: int, steps: int = 20, restarts: int
     return [images, recon, rand, adv, *diffs]
 
 
-def save_grid(columns: list[Tensor], path: Path, scale: int = 4) -> None:
+def save_samples(columns: list[Tensor], path: Path, scale: int = 4) -> None:
     """One row per example, one column per entry of :data:`COLUMNS`, with a text header."""
-    from PIL import Image, ImageDraw
-    from torchvision.utils import make_grid
-
     tiles = torch.stack(columns, 1).flatten(0, 1)
-    tiles = F.interpolate(tiles, scale_factor=scale, mode="nearest")
-    grid = make_grid(tiles, nrow=len(columns), padding=2, pad_value=1.0)
-    body = Image.fromarray((grid.permute(1, 2, 0).clamp(0, 1) * 255).round().byte().numpy())
-    cell = tiles.shape[-1] + 2
-    header_height = 14
-    canvas = Image.new("RGB", (body.width, body.height + header_height), "white")
-    canvas.paste(body, (0, header_height))
-    draw = ImageDraw.Draw(canvas)
-    for i, name in enumerate(COLUMNS[: len(columns)]):
-        draw.text((i * cell + 3, 1), name, fill="black")
-    write_atomic(path, lambda tmp: canvas.save(tmp, format="PNG"))
+    save_grid(tiles, path, nrow=len(columns), upscale=scale, header=COLUMNS[: len(columns)])
 
 
 def results_markdown(result: DemoResult, config: DemoConfig, seed: int, command: str, wall: float,

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.utils import make_grid, save_image
+from torchvision.utils import make_grid
 
-from torch_semaug._io import write_atomic
 from torch_semaug.directions.directions import Directions
 
 
@@ -60,8 +58,3 @@ def slider_grid(
     if upscale != 1:
         images = F.interpolate(images, scale_factor=upscale, mode="nearest")
     return make_grid(images.cpu(), nrow=cols, padding=padding, pad_value=1.0)
-
-
-def save_grid(image: Tensor, path: str | os.PathLike[str]) -> None:
-    """Write a ``(3, H, W)`` image in ``[0, 1]`` to ``path`` as PNG, atomically."""
-    write_atomic(path, lambda tmp: save_image(image, tmp, format="png"))
