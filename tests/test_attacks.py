@@ -10,6 +10,7 @@ from torch import nn
 import torch_semaug as ts
 from tests.contract_cases import NUM_CLASSES, make_classifier
 from torch_semaug.attacks import classifier_guard, latent_pgd, unwrap_model
+from torch_semaug.attacks.guard import check_model
 
 
 def reference_pgd(model, x, y, eps, alpha, steps, norm):
@@ -222,3 +223,56 @@ def test_guard_unwraps_data_parallel_and_respects_autocast() -> None:
         assert torch.is_autocast_enabled("cpu")
     assert out.dtype == torch.float32 and (out - x).abs().max() <= 0.05 + 1e-6
     assert model.training
+
+
+class SelfCounting(nn.Module):
+    """A classifier whose forward updates its own buffers, in eval mode too (a call counter, a cache)."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+        self.register_buffer("calls", torch.zeros((), dtype=torch.long))
+        self.register_buffer("last_input_mean", torch.zeros(()))
+
+    def forward(self, x):
+        self.calls += 1
+        self.last_input_mean = x.detach().mean()  # reassigns the buffer (a new tensor object)
+        return self.inner(x)
+
+
+def test_guard_restores_buffers_a_model_changes_in_eval_mode() -> None:
+    model = SelfCounting(make_classifier()).eval()
+    counter, cached = model.calls, model.last_input_mean
+    before = [b.clone() for b in model.buffers()]
+    generator = ts.IdentityGenerator((3, 16, 16))
+    attack = ts.AdversarialLatentAttack(generator, model, eps=0.05, step_size=0.02, steps=2)
+    attack(torch.rand(3, 3, 16, 16), torch.tensor([0, 1, 2]))
+    assert model.calls is counter and model.last_input_mean is cached
+    assert all(torch.equal(a, b) for a, b in zip(model.buffers(), before, strict=True))
+    model(torch.rand(1, 3, 16, 16))  # outside the guard the model keeps counting
+    assert int(model.calls) == 1
+
+
+def test_guard_refuses_a_plain_function() -> None:
+    classifier = make_classifier()
+    expected = r"model: expected the classifier as a torch.nn.Module, got function"
+    with pytest.raises(TypeError, match=expected), classifier_guard(lambda x: classifier(x)):
+        pass
+    assert check_model(classifier) is classifier
+    with pytest.raises(TypeError, match="classifier: expected the classifier as a torch.nn.Module, got str"):
+        check_model("resnet18", "classifier")
+
+
+def test_attacks_inside_inference_mode_fail_clearly(batch) -> None:
+    model, x, y = batch
+    generator = ts.IdentityGenerator((3, 16, 16))
+    attack = ts.AdversarialLatentAttack(generator, model, eps=0.05, step_size=0.02, steps=1)
+    with torch.inference_mode():
+        with pytest.raises(RuntimeError, match=r"inference_mode\(\) forbids.*torch.no_grad\(\) is fine"):
+            attack(x, y)
+        with pytest.raises(RuntimeError, match=r"latent_pgd takes gradients .* inference_mode"):
+            latent_pgd(generator.decode, model, x, y, eps=0.05, step_size=0.02, steps=1)
+    assert all(p.requires_grad for p in model.parameters())
+    with torch.no_grad():  # no_grad is fine: the attack takes its gradients all the same
+        out, _ = attack(x, y)
+    assert not torch.equal(out, x) and (out - x).abs().max() <= 0.05 + 1e-6

@@ -21,6 +21,7 @@ from torch_semaug._checks import (
     check_positive,
     describe,
 )
+from torch_semaug.attacks.guard import check_grad_enabled_mode
 
 NORMS = ("linf", "l2")
 TARGETS = ("labels", "predictions")
@@ -194,6 +195,7 @@ def latent_pgd(
             fools the classifier; default: only when ``restarts > 1`` needs it to pick the worst case.
         rng: drives the random start.
     """
+    check_grad_enabled_mode("latent_pgd")
     check_int_at_least(steps, 1, "steps")
     check_int_at_least(restarts, 1, "restarts")
     check_choice(norm, NORMS, "norm")
