@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from torch_semaug._checks import check_choice, check_int_at_least, check_tensor, describe
+from torch_semaug._checks import check_choice, check_int_at_least, check_positive, check_tensor, describe
 from torch_semaug.generators.base import LatentGenerator
 from torch_semaug.generators.io import load_generator, register_generator, save_generator
 from torch_semaug.generators.stylegan2_layers import NOISE_MODES, MappingNetwork, SynthesisNetwork
@@ -44,6 +44,8 @@ class StyleGAN2(LatentGenerator):
         mapping_lr_mul: learning-rate multiplier of the mapping network.
         noise_mode: ``"const"`` (fixed per-pixel noise: deterministic decode), ``"random"`` or ``"none"``.
         w_avg_beta: decay of the running mean of w tracked during training (:meth:`update_w_avg`).
+        conv_clamp: if not None, clamp every synthesis layer's and toRGB's output to ``[-conv_clamp,
+            conv_clamp]`` (NVIDIA's fp16-trained configurations use 256; imported snapshots keep theirs).
     """
 
     image_range = (-1.0, 1.0)
@@ -62,6 +64,7 @@ class StyleGAN2(LatentGenerator):
         mapping_lr_mul: float = 0.01,             # mapping network learning-rate multiplier
         noise_mode: str = "const",                # "const" (deterministic), "random" or "none"
         w_avg_beta: float = 0.995,                # running-mean decay of w during training
+        conv_clamp: float | None = None,          # clamp layer outputs to +-conv_clamp (NVIDIA fp16 configs)
     ) -> None:
         super().__init__()
         if not isinstance(resolution, int) or resolution < 16 or resolution > 1024 or resolution & (resolution - 1):
@@ -70,6 +73,8 @@ class StyleGAN2(LatentGenerator):
             check_int_at_least(value, 1, name)
         check_choice(image_channels, (1, 3), "image_channels")
         check_choice(noise_mode, NOISE_MODES, "noise_mode")
+        if conv_clamp is not None:
+            check_positive(conv_clamp, "conv_clamp")
         if channels is None:
             channels = default_channels(resolution, channel_base, channel_max)
         channels = {int(k): int(v) for k, v in channels.items()}
@@ -84,8 +89,9 @@ class StyleGAN2(LatentGenerator):
         self.mapping_lr_mul = float(mapping_lr_mul)
         self.noise_mode = noise_mode
         self.w_avg_beta = float(w_avg_beta)
+        self.conv_clamp = None if conv_clamp is None else float(conv_clamp)
         self.mapping_network = MappingNetwork(z_dim, w_dim, mapping_layers, self.mapping_lr_mul)
-        self.synthesis = SynthesisNetwork(resolution, channels, w_dim, image_channels)
+        self.synthesis = SynthesisNetwork(resolution, channels, w_dim, image_channels, self.conv_clamp)
         self.num_ws = self.synthesis.num_ws
         self.register_buffer("w_avg", torch.zeros(w_dim))
         self.image_shape = (image_channels, resolution, resolution)
@@ -196,6 +202,7 @@ class StyleGAN2(LatentGenerator):
             resolution=self.resolution, z_dim=self.z_dim, w_dim=self.w_dim, mapping_layers=self.mapping_layers,
             channels={str(k): v for k, v in self.channels.items()}, image_channels=self.image_channels,
             mapping_lr_mul=self.mapping_lr_mul, noise_mode=self.noise_mode, w_avg_beta=self.w_avg_beta,
+            conv_clamp=self.conv_clamp,
         )
 
     @classmethod

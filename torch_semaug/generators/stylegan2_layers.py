@@ -131,10 +131,16 @@ class ModulatedConv2d(nn.Module):
 
 
 class SynthesisLayer(nn.Module):
-    """Modulated 3x3 convolution, per-pixel noise, bias and leaky ReLU: one W+ style input."""
+    """Modulated 3x3 convolution, per-pixel noise, bias and leaky ReLU: one W+ style input.
 
-    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, *, upsample: bool) -> None:
+    ``conv_clamp`` (if not None) clamps the activations to ``[-conv_clamp, conv_clamp]``, as NVIDIA's
+    fp16-trained configurations do (256), so their snapshots decode the same here.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, *, upsample: bool,
+                 conv_clamp: float | None = None) -> None:
         super().__init__()
+        self.conv_clamp = conv_clamp
         self.conv = ModulatedConv2d(in_channels, out_channels, 3, w_dim, upsample=upsample)
         self.noise_strength = nn.Parameter(torch.zeros(1))
         self.register_buffer("noise_const", torch.randn(1, 1, resolution, resolution))
@@ -148,19 +154,22 @@ class SynthesisLayer(nn.Module):
         elif noise_mode == "random":
             noise = torch.randn(x.shape[0], 1, self.resolution, self.resolution, device=x.device, dtype=x.dtype)
             x = x + self.noise_strength * noise
-        return lrelu_gain(x + self.bias[None, :, None, None])
+        x = lrelu_gain(x + self.bias[None, :, None, None])
+        return x if self.conv_clamp is None else x.clamp(-self.conv_clamp, self.conv_clamp)
 
 
 class ToRGB(nn.Module):
-    """Modulated 1x1 convolution to image channels (no demodulation) plus bias."""
+    """Modulated 1x1 convolution to image channels (no demodulation) plus bias, clamped like SynthesisLayer."""
 
-    def __init__(self, in_channels: int, image_channels: int, w_dim: int) -> None:
+    def __init__(self, in_channels: int, image_channels: int, w_dim: int, *, conv_clamp: float | None = None) -> None:
         super().__init__()
         self.conv = ModulatedConv2d(in_channels, image_channels, 1, w_dim, demodulate=False)
         self.bias = nn.Parameter(torch.zeros(image_channels))
+        self.conv_clamp = conv_clamp
 
     def forward(self, x: Tensor, w: Tensor) -> Tensor:
-        return self.conv(x, w) + self.bias[None, :, None, None]
+        x = self.conv(x, w) + self.bias[None, :, None, None]
+        return x if self.conv_clamp is None else x.clamp(-self.conv_clamp, self.conv_clamp)
 
 
 class SynthesisBlock(nn.Module):
@@ -171,15 +180,17 @@ class SynthesisBlock(nn.Module):
     (the layout of the official model, so mixing at a W+ index means the same as there).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, image_channels: int):
+    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, image_channels: int,
+                 conv_clamp: float | None = None):
         super().__init__()
         self.resolution = resolution
         self.conv0 = (
-            SynthesisLayer(in_channels, out_channels, w_dim, resolution, upsample=True) if resolution > 4 else None
+            SynthesisLayer(in_channels, out_channels, w_dim, resolution, upsample=True, conv_clamp=conv_clamp)
+            if resolution > 4 else None
         )
         self.conv1 = SynthesisLayer(out_channels if resolution > 4 else in_channels, out_channels, w_dim,
-                                    resolution, upsample=False)
-        self.torgb = ToRGB(out_channels, image_channels, w_dim)
+                                    resolution, upsample=False, conv_clamp=conv_clamp)
+        self.torgb = ToRGB(out_channels, image_channels, w_dim, conv_clamp=conv_clamp)
         self.num_convs = 2 if resolution > 4 else 1
         if resolution > 4:
             self.register_buffer("skip_kernel", blur_kernel(gain=4.0), persistent=False)
@@ -217,14 +228,15 @@ class SynthesisNetwork(nn.Module):
     Blocks are submodules ``b4, b8, ..., b{resolution}`` so forward hooks can read their activations.
     """
 
-    def __init__(self, resolution: int, channels: dict[int, int], w_dim: int, image_channels: int) -> None:
+    def __init__(self, resolution: int, channels: dict[int, int], w_dim: int, image_channels: int,
+                 conv_clamp: float | None = None) -> None:
         super().__init__()
         self.resolutions = [2**i for i in range(2, int(math.log2(resolution)) + 1)]
         self.const = nn.Parameter(torch.randn(1, channels[4], 4, 4))
         self.num_ws = 2 * len(self.resolutions)
         previous = channels[4]
         for res in self.resolutions:
-            self.add_module(f"b{res}", SynthesisBlock(previous, channels[res], w_dim, res, image_channels))
+            self.add_module(f"b{res}", SynthesisBlock(previous, channels[res], w_dim, res, image_channels, conv_clamp))
             previous = channels[res]
 
     def forward(self, ws: Tensor, noise_mode: str = "const") -> Tensor:
