@@ -13,7 +13,7 @@ from tests.training_fixtures import TinyLinearGenerator, make_image_folder, regi
 from torch_semaug import IdentityGenerator
 from torch_semaug.cli import main as cli_main
 from torch_semaug.data import LatentCache, LatentDataset
-from torch_semaug.data.latent_cache import META_FILE, PROGRESS_FILE
+from torch_semaug.data.latent_cache import META_FILE
 from torch_semaug.generators import save_generator
 
 
@@ -30,7 +30,7 @@ def test_build_stores_every_latent_and_opens(tmp_path):
         expected = gen.encode(data.tensors[0])
     torch.testing.assert_close(cache[list(range(21))], expected)
     torch.testing.assert_close(LatentCache.open(tmp_path / "c")[5], expected[5])
-    assert not (tmp_path / "c" / PROGRESS_FILE).exists()
+    assert not list((tmp_path / "c").glob("progress*"))
 
 
 class _FlakyEncoder(torch.nn.Module):
@@ -52,7 +52,7 @@ def test_interrupted_build_resumes_without_redoing_chunks(tmp_path):
     path = tmp_path / "c"
     with pytest.raises(KeyboardInterrupt):  # call 1 probes the shape; chunks are 2 batches of 2
         LatentCache.build(data, _FlakyEncoder(fail_at=5), path, batch_size=2, chunk_batches=2, progress=False)
-    progress = json.loads((path / PROGRESS_FILE).read_text())
+    progress = json.loads((path / "progress.0.json").read_text())
     assert progress["done"] == [0]
     assert not (path / META_FILE).exists()
     with pytest.raises(FileNotFoundError, match="resume"):
@@ -97,22 +97,35 @@ def test_cache_for_other_data_or_generator_is_refused(tmp_path):
         LatentDataset(data, [1, 2])
 
 
-def test_fingerprint_sees_the_encoder_attached_to_a_generator():
+def test_encoder_is_provenance_not_identity(tmp_path):
     from torch_semaug import StyleGAN2
-    from torch_semaug.data import encoder_fingerprint
+    from torch_semaug.data import encoder_provenance, generator_fingerprint
     from torch_semaug.generators.encoders import OptimizationEncoder
 
     torch.manual_seed(0)
     g = StyleGAN2(16, z_dim=16, w_dim=16, mapping_layers=2, channel_base=256, channel_max=16).freeze()
-    bare = encoder_fingerprint(g)
+    bare, identity = encoder_provenance(g), generator_fingerprint(g)
     g.attach_encoder(OptimizationEncoder(g, steps=5))
-    five_steps = encoder_fingerprint(g)
+    five_steps = encoder_provenance(g)
     g.attach_encoder(OptimizationEncoder(g, steps=50))
-    fifty_steps = encoder_fingerprint(g)
+    fifty_steps = encoder_provenance(g)
     assert len({json.dumps(f, sort_keys=True) for f in (bare, five_steps, fifty_steps)}) == 3
-    assert five_steps["holds.encoder"]["settings"]["steps"] == 5
+    assert five_steps["settings"]["steps"] == 5 and bare["method"] == "the generator's own encode"
     g.attach_encoder(OptimizationEncoder(g, steps=50))
-    assert encoder_fingerprint(g) == fifty_steps  # same settings, same identity
+    assert encoder_provenance(g) == fifty_steps  # same settings, same record
+    assert generator_fingerprint(g) == identity  # the encoder never changes what the latents mean
+
+    data = TensorDataset(torch.rand(6, 3, 16, 16), torch.zeros(6, dtype=torch.long))
+    cache = LatentCache.build(data, g.attach_encoder(OptimizationEncoder(g, steps=2)), tmp_path / "c", progress=False)
+    info = cache.info()
+    assert info["encoder"]["settings"]["steps"] == 2 and info["generator"].endswith("StyleGAN2")
+    assert 0 < info["reconstruction_psnr"]["db"] < 100 and info["reconstruction_psnr"]["images"] == 6
+    bare_g = StyleGAN2.from_config(g.config())
+    bare_g.load_state_dict(g.state_dict())
+    assert LatentDataset(data, cache, generator=bare_g.freeze())[0][2].shape == g.latent_shape  # no encoder: fine
+    other = StyleGAN2(16, z_dim=16, w_dim=16, mapping_layers=2, channel_base=256, channel_max=16).freeze()
+    with pytest.raises(ValueError, match="another generator"):
+        LatentDataset(data, cache, generator=other)
 
 
 def test_cache_pickles_without_its_memory_map(tmp_path):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 from functools import partial
 from pathlib import Path
 
@@ -29,23 +28,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-j", "--workers", type=int, default=2, help="DataLoader workers")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--psnr-samples", type=int, default=256, help="images used for the reconstruction PSNR")
-
-
-def reconstruction_psnr(cache, dataset, generator, count: int, batch_size: int, device: str) -> float:
-    """Mean PSNR (dB, images in [0, 1]) of ``decode(cached latent)`` against the first ``count`` images."""
-    from torch_semaug.transforms.image_space import resize
-
-    low, high = generator.image_range
-    psnrs = []
-    count = min(count, len(dataset))
-    for start in range(0, count, batch_size):
-        rows = list(range(start, min(start + batch_size, count)))
-        images = resize(torch.stack([dataset[i][0] for i in rows]).to(device), generator.image_shape[1:])
-        with torch.no_grad():
-            decoded = (generator.decode(cache[rows].to(device)).clamp(low, high) - low) / (high - low)
-        mse = (decoded - images.clamp(0, 1)).pow(2).flatten(1).mean(1)
-        psnrs.extend((10 * torch.log10(1.0 / mse.clamp_min(1e-12))).tolist())
-    return sum(psnrs) / len(psnrs)
 
 
 def fit_learned_encoder(spec: str, generator, dataset, out: Path, workers: int):
@@ -96,9 +78,12 @@ def run(args: argparse.Namespace) -> int:
     print(f"encoding {len(dataset)} images of {args.data} ({args.split}) with {type(generator).__name__} "
           f"into {args.out}")
     cache = LatentCache.build(dataset, generator, args.out, batch_size=args.batch_size, num_workers=args.workers,
-                              device=args.device)
-    print(f"latent cache: {cache.path} shape={cache.shape}")
-    psnr = reconstruction_psnr(cache, dataset, generator, args.psnr_samples, args.batch_size, args.device)
-    shown = "inf (exact)" if math.isinf(psnr) or psnr > 100 else f"{psnr:.2f} dB"
-    print(f"reconstruction PSNR over the first {min(args.psnr_samples, len(dataset))} images: {shown}")
+                              device=args.device, psnr_samples=args.psnr_samples)
+    info = cache.info()
+    print(f"latent cache: {cache.path} shape={cache.shape} generator={info['generator']} "
+          f"encoder={info['encoder']['class']}")
+    psnr = info["reconstruction_psnr"]
+    if psnr is not None:
+        shown = "inf (exact)" if psnr["db"] > 100 else f"{psnr['db']:.2f} dB"
+        print(f"reconstruction PSNR over the first {psnr['images']} images: {shown}")
     return 0

@@ -12,7 +12,8 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from torch_semaug._checks import describe
-from torch_semaug.data.latent_cache import Encoder, LatentCache
+from torch_semaug.data.latent_cache import LatentCache
+from torch_semaug.generators.base import LatentGenerator
 
 
 class LatentDataset(Dataset):
@@ -21,13 +22,15 @@ class LatentDataset(Dataset):
     Batch transforms then receive the cached latents (``t(x, y, latents=z)``) and never re-invert an
     image. Default collate stacks the latents; with ``num_workers > 0`` each worker maps the cache file
     itself. The cache is checked against ``base`` (length and a hash of a few samples) and, when given,
-    against ``generator`` at construction, so a cache built for other data is refused before training.
+    against ``generator`` at construction, so a cache built for other data or another generator is refused
+    before training. Only the generator counts, not the encoder that produced the latents: a generator
+    loaded without its encoder accepts a cache built through one.
 
     Args:
         base: the map-style dataset the cache was built from, yielding ``(image, label)``.
         latents: a :class:`LatentCache`, the path of one, or a ``(N, *latent_shape)`` tensor.
         return_index: also yield the sample's index (for per-example state such as adaptive eps).
-        generator: the generator/encoder the cache must have been built with (checked if given).
+        generator: the generator whose latent space the cache must hold (checked if given).
         verify: check the cache's dataset fingerprint against ``base`` (turn off only for a ``base``
             with random transforms whose deterministic view you have checked yourself).
 
@@ -43,7 +46,7 @@ class LatentDataset(Dataset):
         latents: LatentCache | str | os.PathLike[str] | Tensor,  # cache, its directory, or a tensor
         *,
         return_index: bool = False,                        # also yield the sample index
-        generator: Encoder | None = None,                  # check the cache was built with this
+        generator: LatentGenerator | None = None,          # check the cache holds this generator's latents
         verify: bool = True,                               # check the cache against base's samples
     ) -> None:
         if not hasattr(base, "__getitem__") or not hasattr(base, "__len__"):
@@ -54,7 +57,7 @@ class LatentDataset(Dataset):
             if verify:
                 latents.check_dataset(base, "latents")
             if generator is not None:
-                latents.check_encoder(generator, "latents")
+                latents.check_generator(generator, "latents")
         elif isinstance(latents, Tensor):
             if latents.ndim < 2 or latents.shape[0] != len(base):  # type: ignore[arg-type]
                 raise ValueError(

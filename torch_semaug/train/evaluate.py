@@ -79,7 +79,7 @@ def build_attack(name: str, generator_path: str, kwargs: dict[str, Any], state: 
     use_latents = False
     if cache is not None:
         try:
-            cache.check_encoder(generator)
+            cache.check_generator(generator)
             use_latents = True
         except ValueError:
             use_latents = False

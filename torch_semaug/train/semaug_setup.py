@@ -124,7 +124,7 @@ def setup_semaug(args: argparse.Namespace, mean: Sequence[float], std: Sequence[
     cache = None
     if args.semaug_latents is not None:
         cache = LatentCache.open(args.semaug_latents)
-        cache.check_encoder(generator, "semaug_latents")
+        cache.check_generator(generator, "semaug_latents")
     else:
         check_can_encode(generator, "semaug_latents")
     transform = build_transform(args.semaug, generator, kwargs, mean=mean, std=std, rng=rng)
