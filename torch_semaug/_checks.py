@@ -6,6 +6,8 @@ arrived, so that a user can fix the call without reading the source.
 
 from __future__ import annotations
 
+import math
+import operator
 from collections.abc import Sequence
 
 import torch
@@ -16,7 +18,8 @@ def describe(value: object) -> str:
     """A short description of ``value`` for error messages (shape and dtype for tensors)."""
     if isinstance(value, Tensor):
         return f"a {value.dtype} tensor of shape {tuple(value.shape)} on {value.device}"
-    return f"{type(value).__name__} {value!r}"
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 80 else text[:77] + '...'}"
 
 
 def check_tensor(value: object, name: str) -> Tensor:
@@ -76,6 +79,59 @@ def check_probability(value: float, name: str) -> None:
         raise ValueError(f"{name}: expected a probability in [0, 1], got {value!r}")
 
 
+def check_bool(value: object, name: str) -> bool:
+    """Raise ``TypeError`` unless ``value`` is ``True`` or ``False`` (not a truthy string or number)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name}: expected True or False, got {describe(value)}")
+    return value
+
+
+def check_rng(value: object, name: str = "rng") -> torch.Generator | None:
+    """Raise ``TypeError`` unless ``value`` is a ``torch.Generator`` or ``None``."""
+    if value is not None and not isinstance(value, torch.Generator):
+        raise TypeError(
+            f"{name}: expected a torch.Generator (e.g. torch.Generator().manual_seed(0)) or None, got {describe(value)}"
+        )
+    return value
+
+
+def check_shape(value: object, name: str, length: int | None = None) -> tuple[int, ...]:
+    """``value`` as a tuple of positive ints, e.g. an image shape ``(C, H, W)`` when ``length=3``.
+
+    Raises:
+        TypeError: unless ``value`` is a sequence of integers (not a string; ``16.7`` is no size).
+        ValueError: if a size is < 1 or the sequence has the wrong length.
+    """
+    wanted = f"a tuple of {length} positive integers" if length else "a tuple of positive integers"
+    if isinstance(value, str | bytes) or not isinstance(value, Sequence | torch.Size):
+        raise TypeError(f"{name}: expected {wanted}, got {describe(value)}")
+    try:
+        sizes = tuple(operator.index(s) for s in value)
+    except TypeError:
+        raise TypeError(f"{name}: expected {wanted}, got {value!r}") from None
+    if (length is not None and len(sizes) != length) or not sizes or any(s < 1 for s in sizes):
+        raise ValueError(f"{name}: expected {wanted}, got {tuple(value)!r}")
+    return sizes
+
+
+def check_range(value: object, name: str, allow_infinite: bool = False) -> tuple[float, float]:
+    """``value`` as ``(low, high)`` floats with ``low < high`` (finite unless ``allow_infinite``).
+
+    Raises:
+        TypeError: unless ``value`` is a pair of real numbers.
+        ValueError: if ``low >= high``, a bound is NaN, or (by default) infinite.
+    """
+    kind = "numbers" if allow_infinite else "finite numbers"
+    if isinstance(value, str | bytes) or not isinstance(value, Sequence) or len(value) != 2:
+        raise TypeError(f"{name}: expected (low, high), a pair of {kind} with low < high, got {describe(value)}")
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value):
+        raise TypeError(f"{name}: expected (low, high), a pair of {kind} with low < high, got {value!r}")
+    low, high = float(value[0]), float(value[1])
+    if not low < high or (not allow_infinite and not (math.isfinite(low) and math.isfinite(high))):
+        raise ValueError(f"{name}: expected (low, high), a pair of {kind} with low < high, got {tuple(value)!r}")
+    return low, high
+
+
 def check_choice(value: object, choices: Sequence[object], name: str) -> None:
     """Raise ``ValueError`` unless ``value`` is one of ``choices``."""
     if value not in choices:
@@ -94,6 +150,12 @@ def check_labels(labels: object, batch_size: int, name: str = "labels") -> Tenso
     if labels.ndim == 2 and labels.is_floating_point():
         if labels.shape[0] != batch_size:
             raise ValueError(f"{name}: expected {batch_size} rows of soft labels, got {labels.shape[0]}")
+        if labels.numel() and not bool((torch.isfinite(labels) & (labels >= 0)).all()):
+            raise ValueError(
+                f"{name}: expected soft labels (class probabilities) that are finite and >= 0, got values in "
+                f"[{float(labels.min()):.4g}, {float(labels.max()):.4g}] with "
+                f"{int((~torch.isfinite(labels)).sum())} NaN/inf"
+            )
         return labels
     raise ValueError(
         f"{name}: expected class indices of shape ({batch_size},) with an integer dtype, or soft labels "

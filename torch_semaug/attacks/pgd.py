@@ -15,10 +15,16 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from torch_semaug._checks import (
+    check_bool,
     check_choice,
+    check_finite,
+    check_float,
     check_int_at_least,
     check_labels,
     check_positive,
+    check_range,
+    check_rng,
+    check_tensor,
     describe,
 )
 from torch_semaug.attacks.guard import check_grad_enabled_mode
@@ -75,7 +81,40 @@ def _per_example(value: float | Tensor, name: str, batch: int, like: Tensor) -> 
         out = out.expand(batch)
     if out.shape != (batch,):
         raise ValueError(f"{name}: expected a number or a tensor of shape ({batch},), got {describe(value)}")
+    if not bool(torch.isfinite(out).all()):  # an infinite radius or step turns every iterate into inf/NaN
+        got = describe(value) if isinstance(value, Tensor) else value
+        raise ValueError(f"{name}: expected finite values > 0, got {got}")
     return out.reshape(batch, *([1] * (like.ndim - 1)))
+
+
+def _check_call(decode: object, classifier: object, latents: object, restart_center: object) -> Tensor:
+    """Check what :func:`latent_pgd` calls and starts from; return the latents."""
+    check_grad_enabled_mode("latent_pgd")
+    for name, fn in (("decode", decode), ("classifier", classifier)):
+        if not callable(fn):
+            raise TypeError(f"{name}: expected a callable, got {describe(fn)}")
+    if restart_center is not None and not callable(restart_center):
+        raise TypeError(f"restart_center: expected a callable (restart, latents) -> centres or None, got "
+                        f"{describe(restart_center)}")
+    latents = check_tensor(latents, "latents")
+    if latents.ndim < 2:
+        raise ValueError(f"latents: expected a batch (B, *latent_shape), got {describe(latents)}")
+    if latents.is_inference():
+        raise ValueError("latents: got an inference tensor (made under torch.inference_mode()); pass "
+                         "latents.clone() made outside inference_mode")
+    check_float(latents, "latents")
+    check_finite(latents, "latents")
+    return latents
+
+
+def _restart_center(restart_center: Callable[[int, Tensor], Tensor], restart: int, latents: Tensor) -> Tensor:
+    center = restart_center(restart, latents)
+    if not isinstance(center, Tensor) or center.shape != latents.shape:
+        raise ValueError(
+            f"restart_center: expected a tensor of the latents' shape {tuple(latents.shape)} (one centre per "
+            f"example), got {describe(center)}"
+        )
+    return center.detach().to(latents.dtype)
 
 
 def _flat_norm(x: Tensor) -> Tensor:
@@ -131,10 +170,32 @@ def ascent_step(latents: Tensor, grad: Tensor, step_size: Tensor, norm: str, mas
     return latents + step_size * grad / _flat_norm(grad).clamp_min(1e-12)
 
 
-def _check_logits(logits: Tensor, batch: int, hard_labels: Tensor) -> None:
+def _check_images(images: object, batch: int, needs_grad: bool) -> None:
+    """What ``decode`` returned: a batch of tensors that (for a gradient step) depends on the latent."""
+    if not isinstance(images, Tensor) or images.ndim < 1 or images.shape[0] != batch:
+        raise ValueError(f"decode: expected a batch of {batch} images as a tensor, got {describe(images)}")
+    if needs_grad and not images.requires_grad:
+        raise ValueError(
+            "decode: returned images that do not depend on the latent (no gradient); does it detach its "
+            "output or run under torch.no_grad()?"
+        )
+
+
+def _check_logits(logits: Tensor, batch: int, labels: Tensor, hard_labels: Tensor, needs_grad: bool) -> None:
     if not isinstance(logits, Tensor) or logits.ndim != 2 or logits.shape[0] != batch:
         raise ValueError(
             f"model: expected logits of shape ({batch}, num_classes), got {describe(logits)}"
+        )
+    if needs_grad and not logits.requires_grad:
+        raise ValueError(
+            "model: returned logits that do not depend on its input (no gradient); does its forward detach "
+            "the output, call .item()/.numpy() or run under torch.no_grad()?"
+        )
+    check_finite(logits, "model", " in its logits; the attack cannot rank examples by a NaN loss")
+    if labels.ndim == 2 and labels.shape[1] != logits.shape[1]:
+        raise ValueError(
+            f"labels: expected soft labels of width num_classes = {logits.shape[1]} (the model's output width), "
+            f"got width {labels.shape[1]}"
         )
     if hard_labels.numel() and int(hard_labels.max()) >= logits.shape[1]:
         raise ValueError(
@@ -195,11 +256,18 @@ def latent_pgd(
             fools the classifier; default: only when ``restarts > 1`` needs it to pick the worst case.
         rng: drives the random start.
     """
-    check_grad_enabled_mode("latent_pgd")
+    latents = _check_call(decode, classifier, latents, restart_center)
     check_int_at_least(steps, 1, "steps")
     check_int_at_least(restarts, 1, "restarts")
     check_choice(norm, NORMS, "norm")
     check_choice(targets, TARGETS, "targets")
+    for name, flag in (("random_start", random_start), ("early_stop", early_stop)):
+        check_bool(flag, name)
+    if evaluate is not None:
+        check_bool(evaluate, "evaluate")
+    check_rng(rng)
+    if bounds is not None:
+        bounds = check_range(bounds, "bounds", allow_infinite=True)
     batch = latents.shape[0]
     labels = check_labels(labels, batch)
     eps_t = _per_example(eps, "eps", batch, latents)
@@ -209,28 +277,32 @@ def latent_pgd(
     latents = latents.detach()
     calls = processed = 0
 
-    def forward(z: Tensor) -> Tensor:
+    def forward(z: Tensor, y: Tensor, y_hard: Tensor) -> Tensor:
         nonlocal calls, processed
         calls += 1
         processed += z.shape[0]
-        return classifier(decode(z))
+        if calls > 1:
+            return classifier(decode(z))
+        images = decode(z)  # the first call checks what decode and the classifier return, once
+        _check_images(images, z.shape[0], z.requires_grad)
+        logits = classifier(images)
+        _check_logits(logits, z.shape[0], y, y_hard, z.requires_grad)
+        return logits
 
     hard = labels.argmax(1) if labels.ndim == 2 else labels
     if targets == "predictions":
         with torch.no_grad():
-            logits = forward(latents)
-        _check_logits(logits, batch, hard)
+            logits = forward(latents, labels, hard)
         labels = hard = logits.argmax(1)
 
     best = latents.clone()
     best_fooled = torch.zeros(batch, dtype=torch.bool, device=latents.device)
     best_loss = torch.full((batch,), -torch.inf, device=latents.device)
-    checked = False
     for restart in range(restarts):
         active = (~best_fooled).nonzero().squeeze(1) if early_stop else torch.arange(batch, device=best.device)
         if active.numel() == 0:
             break
-        center = latents if restart_center is None else restart_center(restart, latents).detach()
+        center = latents if restart_center is None else _restart_center(restart_center, restart, latents)
         if mask_t is not None and restart_center is not None:
             center = torch.where(mask_t, center, latents)
         center, eps_a, step_a, y, y_hard = (
@@ -248,10 +320,7 @@ def latent_pgd(
                 break
             with torch.enable_grad():
                 z_var = z.detach().requires_grad_(not final)
-                logits = forward(z_var)
-                if not checked:
-                    _check_logits(logits, z_var.shape[0], y_hard)
-                    checked = True
+                logits = forward(z_var, y, y_hard)
                 loss = F.cross_entropy(logits.float(), y, reduction="none")
                 grad = None if final else torch.autograd.grad(loss.sum(), z_var)[0]
             fooled = logits.detach().argmax(1) != y_hard

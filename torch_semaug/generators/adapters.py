@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from torch_semaug._checks import check_int_at_least, describe
+from torch_semaug._checks import check_int_at_least, check_range, check_rng, check_shape, describe
 from torch_semaug.generators.base import LatentGenerator
 from torch_semaug.generators.latents import flatten_latents, straight_through_clamp, unflatten_latents
 
@@ -29,12 +29,6 @@ def _check_initialised(flow: nn.Module, library: str) -> None:
                 "from the first images it sees (also at encode time); pass one batch of training images "
                 "through the flow (or train it) before wrapping it"
             )
-
-
-def _shape_tuple(shape: Sequence[int], name: str) -> tuple[int, ...]:
-    if not isinstance(shape, Sequence) or not shape or not all(isinstance(s, int) and s > 0 for s in shape):
-        raise ValueError(f"{name}: expected a tuple of positive sizes, got {shape!r}")
-    return tuple(shape)
 
 
 class WrappedFlow(LatentGenerator):
@@ -55,19 +49,14 @@ class WrappedFlow(LatentGenerator):
         super().__init__()
         if not isinstance(flow, nn.Module):
             raise TypeError(f"flow: expected an nn.Module, got {describe(flow)}")
-        self.image_shape = _shape_tuple(image_shape, "image_shape")  # type: ignore[assignment]
-        if len(self.image_shape) != 3:
-            raise ValueError(f"image_shape: expected (C, H, W), got {image_shape!r}")
-        self.input_shape = _shape_tuple(input_shape, "input_shape")
+        self.image_shape = check_shape(image_shape, "image_shape", length=3)  # type: ignore[assignment]
+        self.input_shape = check_shape(input_shape, "input_shape")
         if torch.Size(self.input_shape).numel() != torch.Size(self.image_shape).numel():
             raise ValueError(
                 f"image_shape: {tuple(image_shape)} has {torch.Size(self.image_shape).numel()} values but the "
                 f"flow takes inputs of shape {self.input_shape}"
             )
-        low, high = (float(v) for v in image_range)
-        if not low < high:
-            raise ValueError(f"image_range: expected (low, high) with low < high, got {image_range!r}")
-        self.image_range = (low, high)
+        self.image_range = check_range(image_range, "image_range")
         self.level_shapes = [tuple(int(s) for s in shape) for shape in level_shapes]
         self.latent_shape = (sum(int(torch.Size(s).numel()) for s in self.level_shapes),)
         self.flow = flow
@@ -85,7 +74,7 @@ class WrappedFlow(LatentGenerator):
 
     def decode(self, latents: Tensor) -> Tensor:
         """Flat latents ``(B, D)`` -> images ``(B, *image_shape)`` in ``image_range`` (straight-through clamp)."""
-        levels = unflatten_latents(latents, self.level_shapes)
+        levels = unflatten_latents(self.check_latent(latents, finite=False), self.level_shapes)
         images = self._from_latents(levels).reshape(latents.shape[0], *self.image_shape)
         return straight_through_clamp(images, *self.image_range)
 
@@ -96,7 +85,7 @@ class WrappedFlow(LatentGenerator):
         stream seeded from it, so the caller's global stream is left untouched.
         """
         check_int_at_least(n, 0, "n")
-        if generator is None:
+        if check_rng(generator, "generator") is None:
             return flatten_latents(self._draw_prior(n)).to(self.device)
         seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
         devices = [self.device] if self.device.type == "cuda" else []

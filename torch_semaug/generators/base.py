@@ -82,8 +82,12 @@ class LatentGenerator(nn.Module):
         self.requires_grad_(False)
         return self
 
-    def check_latent(self, latents: object, name: str = "latents") -> Tensor:
-        """Raise a clear error unless ``latents`` is a finite float batch of ``latent_shape``."""
+    def check_latent(self, latents: object, name: str = "latents", finite: bool = True) -> Tensor:
+        """Raise a clear error unless ``latents`` is a float batch of ``latent_shape`` (finite, if ``finite``).
+
+        Flows pass ``finite=False``: a non-finite latent decodes to a non-finite image, which transforms
+        detect and handle per example.
+        """
         latents = check_tensor(latents, name)
         if tuple(latents.shape[1:]) != tuple(self.latent_shape) or latents.ndim != len(self.latent_shape) + 1:
             raise ValueError(
@@ -91,7 +95,8 @@ class LatentGenerator(nn.Module):
                 f"{type(self).__name__}, got {tuple(latents.shape)}"
             )
         check_float(latents, name)
-        check_finite(latents, name)
+        if finite:
+            check_finite(latents, name)
         return latents
 
     def check_images(self, images: object, name: str = "images", tolerance: float = 1e-3) -> Tensor:

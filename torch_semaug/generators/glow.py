@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from torch_semaug._checks import check_int_at_least, check_positive
+from torch_semaug._checks import check_int_at_least, check_positive, check_rng, check_shape
 from torch_semaug.generators.base import LatentGenerator
 from torch_semaug.generators.glow_layers import (
     FlowStep,
@@ -97,9 +97,7 @@ class Glow(LatentGenerator):
         min_scale: float = 0.5,                           # floor of the coupling scales (stable inverse)
     ) -> None:
         super().__init__()
-        if len(image_shape) != 3:
-            raise ValueError(f"image_shape: expected (C, H, W), got {image_shape!r}")
-        c, h, w = (int(s) for s in image_shape)
+        c, h, w = check_shape(image_shape, "image_shape", length=3)
         check_int_at_least(levels, 1, "levels")
         check_int_at_least(steps, 1, "steps")
         check_int_at_least(width, 1, "width")
@@ -141,7 +139,7 @@ class Glow(LatentGenerator):
         No log-determinant is computed on this path (it is what every attack step runs). Values outside
         ``[0, 1]`` (far from the data) are clamped with a straight-through gradient.
         """
-        levels = self.unflatten(latents)
+        levels = self.unflatten(self.check_latent(latents, finite=False))
         x: Tensor | None = None
         for block, eps in zip(reversed(self.blocks), reversed(levels)):
             x = unsqueeze2d(block.inverse(x, eps))
@@ -152,6 +150,7 @@ class Glow(LatentGenerator):
     ) -> Tensor:
         """``n`` latents from the learned prior at ``temperature`` (the std of the standardised latent)."""
         check_int_at_least(n, 0, "n")
+        check_rng(generator, "generator")
         check_positive(temperature, "temperature")
         device = generator.device if generator is not None else self.device
         eps = torch.randn((n, *self.latent_shape), generator=generator, device=device, dtype=self.dtype)

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from torch_semaug._checks import check_choice
+from torch_semaug._checks import check_choice, check_int_at_least, check_range, check_rng, check_shape
 from torch_semaug.generators.base import LatentGenerator
 from torch_semaug.generators.io import register_generator
 
@@ -33,14 +33,10 @@ class IdentityGenerator(LatentGenerator):
         prior: str = "uniform",                           # distribution sample_latent draws from
     ) -> None:
         super().__init__()
-        if len(image_shape) != 3 or any(int(s) < 1 for s in image_shape):
-            raise ValueError(f"image_shape: expected (C, H, W) with positive sizes, got {image_shape!r}")
-        low, high = (float(v) for v in image_range)
-        if not low < high:
-            raise ValueError(f"image_range: expected (low, high) with low < high, got {image_range!r}")
+        self.image_shape = check_shape(image_shape, "image_shape", length=3)  # type: ignore[assignment]
+        # finite: sample_latent draws uniformly over the range
+        self.image_range = check_range(image_range, "image_range")
         check_choice(prior, ["uniform"], "prior")
-        self.image_shape = tuple(int(s) for s in image_shape)
-        self.image_range = (low, high)
         self.latent_shape = self.image_shape
         self.latent_bounds = self.image_range
         self.prior = prior
@@ -55,12 +51,14 @@ class IdentityGenerator(LatentGenerator):
         return cls(tuple(config["image_shape"]), tuple(config["image_range"]), config["prior"])
 
     def decode(self, latents: Tensor) -> Tensor:
-        return latents
+        return self.check_latent(latents)
 
     def encode(self, images: Tensor) -> Tensor:
-        return images
+        return self.check_images(images)
 
     def sample_latent(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        check_int_at_least(n, 0, "n")
+        check_rng(generator, "generator")
         low, high = self.image_range
         noise = torch.rand((n, *self.latent_shape), generator=generator, device=self.device)
         return low + (high - low) * noise
