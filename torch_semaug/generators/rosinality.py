@@ -26,6 +26,7 @@ Inside a layer: ``conv.weight (1, out, in, k, k)`` -> ``conv.weight (out, in, k,
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 from typing import Any
@@ -54,13 +55,12 @@ def _read(source: Any) -> tuple[dict[str, Tensor], Tensor | None, str]:
         if not os.path.isfile(name):
             raise FileNotFoundError(f"path_or_state_dict: no file at {name!r}")
         try:
-            source = torch.load(name, map_location="cpu", weights_only=True)
+            # train.py checkpoints also pickle its argparse Namespace ('args'): the one extra global allowed.
+            with torch.serialization.safe_globals([argparse.Namespace]):
+                source = torch.load(name, map_location="cpu", weights_only=True)
         except Exception as error:  # noqa: BLE001 - any unpickling refusal or damage is reported the same way
             raise ValueError(
-                f"path_or_state_dict: could not load {name!r} with torch.load(weights_only=True) ({error}). "
-                "Checkpoints saved by rosinality's train.py also pickle an argparse Namespace ('args'); "
-                "re-save only the tensors: torch.save({'g_ema': ckpt['g_ema'], 'latent_avg': "
-                "ckpt['latent_avg']}, 'g_ema.pt') in a trusted session"
+                f"path_or_state_dict: could not load {name!r} with torch.load(weights_only=True) ({error})"
             ) from None
     else:
         name = "<state dict>"
@@ -156,8 +156,9 @@ def load_rosinality(path_or_state_dict: Any, *, mapping_lr_mul: float = 0.01, no
     """Build a frozen :class:`StyleGAN2` from a rosinality checkpoint (path or loaded dict).
 
     Args:
-        path_or_state_dict: a ``.pt`` path (loaded with ``weights_only=True``), a dict with ``g_ema``
-            (and optionally ``latent_avg``), or a bare ``g_ema`` state dict.
+        path_or_state_dict: a ``.pt`` path (loaded with ``weights_only=True``; a ``train.py`` checkpoint as it
+            is, its ``argparse.Namespace`` allowed), a dict with ``g_ema`` (and optionally ``latent_avg``), or a
+            bare ``g_ema`` state dict.
         mapping_lr_mul: the ``lr_mlp`` the checkpoint was trained with (0.01 unless changed); it enters
             the mapping network's forward pass.
         noise_mode: noise of the imported generator (``"const"`` uses the checkpoint's fixed noises).
@@ -178,7 +179,12 @@ def load_rosinality(path_or_state_dict: Any, *, mapping_lr_mul: float = 0.01, no
     converted = {k: v.float() for k, v in converted.items()}
     load_state_checked(generator, converted, name)
     if latent_avg is None:
-        with torch.no_grad():
-            z = torch.randn(4096, generator.z_dim, generator=torch.Generator().manual_seed(0))
-            generator.w_avg.copy_(generator.mapping(z).mean(0))
+        estimate_w_avg(generator)
     return generator.to(device).freeze()
+
+
+@torch.no_grad()
+def estimate_w_avg(generator: StyleGAN2, samples: int = 4096) -> None:
+    """Set ``w_avg`` to the mean of ``mapping(z)`` over ``samples`` seeded draws (for files that lack it)."""
+    z = torch.randn(samples, generator.z_dim, generator=torch.Generator().manual_seed(0))
+    generator.w_avg.copy_(generator.mapping(z.to(generator.w_avg.device)).mean(0))
