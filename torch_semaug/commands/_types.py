@@ -44,3 +44,13 @@ def device(text: str) -> str:
     if parsed.type not in ("cpu", "cuda", "mps", "xpu"):
         raise argparse.ArgumentTypeError(f"expected a device of type cpu, cuda, mps or xpu, got {text!r}")
     return text
+
+
+def existing_file(text: str) -> str:
+    """The path of a file that exists (a checkpoint, a config)."""
+    import os
+
+    if not os.path.isfile(text):
+        what = "a directory" if os.path.isdir(text) else "nothing"
+        raise argparse.ArgumentTypeError(f"expected an existing file, got {text!r} ({what} there)")
+    return text

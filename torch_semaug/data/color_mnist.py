@@ -20,15 +20,11 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from torch_semaug._checks import check_choice, check_int_at_least
+from torch_semaug.data.datasets import default_data_root
 
 COLORINGS = ("biased", "uniform")
 #: Mean colour of each class: ten hues evenly spaced on the colour wheel at full saturation and value.
 CLASS_COLORS = torch.tensor([colorsys.hsv_to_rgb(k / 10, 1.0, 1.0) for k in range(10)], dtype=torch.float32)
-
-
-def default_data_root() -> str:
-    """``$SEMAUG_DATA`` if set, else ``../shared/data`` (the project's offline data folder)."""
-    return os.environ.get("SEMAUG_DATA", os.path.join("..", "shared", "data"))
 
 
 class ColorMNIST(Dataset):

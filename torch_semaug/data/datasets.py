@@ -1,12 +1,22 @@
-"""Dataset names shared by ``semaug train``, ``semaug encode`` and ``semaug eval``.
+"""One factory for every dataset name used by ``semaug train``, ``semaug encode`` and ``semaug eval``.
 
-``torch/cifar10`` and ``torch/mnist`` (timm-style names for torchvision's datasets), ``colormnist`` and
-``folder:PATH`` (an ImageFolder with ``train/`` and ``val/`` or ``test/``). Nothing is downloaded.
+Syntax (:data:`DATASETS`): ``NAME[:VARIANT][@N]``, the split (train or test) chosen separately:
+
+* ``torch/cifar10``, ``torch/mnist``: torchvision's files under the data root (nothing is downloaded);
+* ``colormnist[:VARIANT]``: Color-MNIST built from the raw MNIST files under the data root. By default
+  the paper's protocol (train: class-biased colours, test: uniform colours); ``:biased`` or ``:uniform``
+  forces one colouring for both splits; ``:tiny`` / ``:tiny-uniform``: 64 synthetic digits (no files);
+* ``demo-shapes[:VARIANT]``: the demo's coloured shapes, drawn in code (train 2,000, test 1,000 images),
+  coloured like Color-MNIST; ``:biased`` / ``:uniform`` as above;
+* ``folder:PATH``: an ImageFolder with ``PATH/train`` and ``PATH/test`` (or ``val``/``validation``);
+* ``@N`` keeps N samples of the split: the first N (their order is already mixed), a fixed random N for
+  folders (whose files are sorted by class). Encode and train with the same name: the cache matches.
+
+The data root is ``$SEMAUG_DATA`` if set, else ``./data`` (:func:`default_data_root`).
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -18,21 +28,44 @@ from torch.utils.data import Dataset, Subset
 from torchvision import datasets
 
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-DATASETS = ("torch/cifar10", "torch/mnist", "colormnist", "folder:PATH")
+#: The dataset names, for help texts and errors.
+DATASETS = ("torch/cifar10", "torch/mnist", "colormnist[:biased|uniform|tiny|tiny-uniform]",
+            "demo-shapes[:biased|uniform]", "folder:PATH", "any of these + @N (N samples)")
+VARIANTS = {"torch/cifar10": ("",), "torch/mnist": ("",),
+            "colormnist": ("", "biased", "uniform", "tiny", "tiny-uniform"), "demo-shapes": ("", "biased", "uniform")}
 SPLITS = ("train", "test")
-COLOR_MNIST_MODULE = "torch_semaug.data.color_mnist"
 
 
 def default_data_root() -> str:
-    """``$SEMAUG_DATA`` or ``./data``."""
+    """``$SEMAUG_DATA`` if set, else ``./data``: where every dataset name looks for its files."""
     return os.environ.get("SEMAUG_DATA", "data")
+
+
+def parse_dataset_name(name: str) -> tuple[str, str, int | None]:
+    """``NAME[:VARIANT][@N]`` -> ``(NAME, VARIANT, N)`` (``folder:PATH`` -> ``("folder", PATH, N)``).
+
+    Raises:
+        ValueError: naming ``dataset`` for anything else.
+    """
+    if not isinstance(name, str):
+        raise ValueError(f"dataset: expected one of {', '.join(DATASETS)}, got {name!r}")
+    base, at, count_text = name.rpartition("@") if "@" in name else (name, "", "")
+    count = None
+    if at:
+        if not (count_text.isdigit() and int(count_text) > 0):
+            raise ValueError(f"dataset: expected @N with N a positive integer, got {name!r}")
+        count = int(count_text)
+    kind, _, variant = base.partition(":")
+    if kind == "folder" and variant:
+        return kind, variant, count
+    if kind not in VARIANTS or variant not in VARIANTS[kind]:
+        raise ValueError(f"dataset: expected one of {', '.join(DATASETS)}, got {name!r}")
+    return kind, variant, count
 
 
 def check_dataset_name(name: str) -> None:
     """Raise ``ValueError`` for a name that :func:`create_dataset` does not know."""
-    if name in DATASETS[:3] or (name.startswith("folder:") and len(name) > len("folder:")):
-        return
-    raise ValueError(f"dataset: expected one of {list(DATASETS)}, got {name!r}")
+    parse_dataset_name(name)
 
 
 def _cifar10_jpeg(root: Path, split: str, transform: Callable | None) -> datasets.ImageFolder:
@@ -93,19 +126,23 @@ class TransformedDataset(Dataset):
         return (self.transform(image) if self.transform is not None else image), label
 
 
-def _color_mnist(root: Path, train: bool, transform: Callable | None) -> Dataset:
-    """Color-MNIST built from the raw MNIST files (biased colours for train, uniform for test)."""
-    try:
-        module = importlib.import_module(COLOR_MNIST_MODULE)
-    except ModuleNotFoundError as error:
-        if error.name != COLOR_MNIST_MODULE:
-            raise
-        raise ValueError(
-            "dataset: 'colormnist' needs torch_semaug.data.color_mnist, which is not part of this install"
-        ) from None
-    dataset = TransformedDataset(module.ColorMNIST.from_mnist(str(root), train=train), transform)
-    dataset.classes = [str(digit) for digit in range(10)]
-    return dataset
+def _color_mnist(root: Path, train: bool, variant: str) -> Dataset:
+    """Color-MNIST (biased train / uniform test by default), or 64 synthetic digits for ``tiny``."""
+    from torch_semaug.data.color_mnist import ColorMNIST
+
+    coloring = {"": None, "biased": "biased", "uniform": "uniform"}.get(variant.removeprefix("tiny").strip("-"))
+    if variant.startswith("tiny"):
+        coloring = coloring or ("biased" if train else "uniform")
+        return ColorMNIST.synthetic(64, coloring=coloring, seed=0 if train else 1)
+    extra = {} if coloring is None else {"coloring": coloring}
+    return ColorMNIST.from_mnist(str(root), train=train, **extra)
+
+
+def _demo_shapes(train: bool, variant: str) -> Dataset:
+    from torch_semaug.data.shapes import ColorShapes
+
+    coloring = variant or ("biased" if train else "uniform")
+    return ColorShapes(2000 if train else 1000, coloring=coloring, seed=0 if train else 1)
 
 
 def _folder(path: Path, train: bool, transform: Callable | None) -> Dataset:
@@ -119,21 +156,42 @@ def _folder(path: Path, train: bool, transform: Callable | None) -> Dataset:
     )
 
 
-def create_dataset(name: str, root: str | os.PathLike[str], split: str = "train",
+def create_dataset(name: str, root: str | os.PathLike[str] | None = None, split: str = "train",
                    transform: Callable | None = None) -> Dataset:
-    """The dataset ``name`` (see :data:`DATASETS`) from ``root``, split ``"train"`` or ``"test"``.
+    """The dataset ``name`` (syntax: the module docstring) from ``root``, split ``"train"`` or ``"test"``.
 
-    Samples are ``(image, label)``; ``transform`` is applied to the PIL image. CIFAR-10 falls back from
-    torchvision's pickled batches to the JPEG ImageFolder copy (kept in the official sample order).
+    Samples are ``(image, label)``; ``transform`` is applied to each image (a PIL image for torchvision and
+    folder datasets, a ``[0, 1]`` float tensor for Color-MNIST and the demo shapes). CIFAR-10 falls back
+    from torchvision's pickled batches to the JPEG ImageFolder copy (kept in the official sample order).
+
+    Args:
+        name: ``NAME[:VARIANT][@N]``.
+        root: the data root (``None``: :func:`default_data_root`).
+        split: ``"train"`` or ``"test"``.
+        transform: applied to every image.
     """
-    check_dataset_name(name)
+    kind, variant, count = parse_dataset_name(name)
     if split not in SPLITS:
         raise ValueError(f"split: expected one of {list(SPLITS)}, got {split!r}")
     train = split == "train"
-    if name.startswith("folder:"):
-        return _folder(Path(name[len("folder:"):]), train, transform)
-    loaders = {"torch/cifar10": _cifar10, "torch/mnist": _mnist, "colormnist": _color_mnist}
-    return loaders[name](Path(root), train, transform)
+    root = Path(default_data_root() if root is None else root)
+    if kind == "folder":
+        dataset = _folder(Path(variant), train, transform)
+    elif kind in ("colormnist", "demo-shapes"):
+        base = _color_mnist(root, train, variant) if kind == "colormnist" else _demo_shapes(train, variant)
+        dataset = TransformedDataset(base, transform)
+        dataset.classes = [str(k) for k in range(10)] if kind == "colormnist" else _shape_names()
+    else:
+        dataset = {"torch/cifar10": _cifar10, "torch/mnist": _mnist}[kind](root, train, transform)
+    if count is not None:
+        dataset = Subset(dataset, pick(name, len(dataset), count))
+    return dataset
+
+
+def _shape_names() -> list[str]:
+    from torch_semaug.data.shapes import SHAPES
+
+    return list(SHAPES)
 
 
 def dataset_classes(dataset: Dataset) -> list[str]:
@@ -157,18 +215,18 @@ def check_subset(fraction: float) -> float:
 
 
 def subset_indices(name: str, length: int, fraction: float, seed: int = 0) -> list[int]:
-    """Indices of the deterministic ``fraction`` of a dataset used for low-data runs.
+    """Indices of the deterministic ``fraction`` of a dataset used for low-data runs (see :func:`pick`)."""
+    return pick(name, length, max(1, round(check_subset(fraction) * length)), seed)
 
-    CIFAR-10 and MNIST are in their official order, so the papers' "first k %" is a prefix. Folder
-    datasets are sorted by class, so there a fixed permutation (``seed``) is taken instead.
+
+def pick(name: str, length: int, count: int, seed: int = 0) -> list[int]:
+    """Indices of ``count`` samples of the dataset ``name`` (of ``length`` samples), the same every run.
+
+    CIFAR-10, MNIST, Color-MNIST and the shapes are in a mixed order, so the papers' "first k %" is a
+    prefix. Folder datasets are sorted by class, so there a fixed permutation (``seed``) is taken instead.
     """
-    count = max(1, round(check_subset(fraction) * length))
+    count = min(count, length)
     if name.startswith("folder:"):
         perm = torch.randperm(length, generator=torch.Generator().manual_seed(seed))
         return sorted(perm[:count].tolist())
     return list(range(count))
-
-
-def describe_dataset(dataset: Dataset) -> dict[str, Any]:
-    """Length and class count, for logs."""
-    return {"samples": len(dataset), "classes": len(dataset_classes(dataset))}  # type: ignore[arg-type]

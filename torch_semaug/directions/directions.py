@@ -20,6 +20,22 @@ METHODS = ("pca", "umap")
 SPACES = ("w", "activations")
 
 
+def check_layers(layers: object, num_ws: int) -> tuple[int, int]:
+    """``layers`` as ``(start, end)`` after checking ``0 <= start < end <= num_ws`` (an empty or clipped range
+    would edit nothing, or silently less than asked)."""
+    valid = (
+        isinstance(layers, tuple | list) and len(layers) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in layers)
+        and 0 <= layers[0] < layers[1] <= num_ws
+    )
+    if not valid:
+        raise ValueError(
+            f"layers: expected (start, end) W+ layer indices with 0 <= start < end <= num_ws = {num_ws} (end "
+            f"exclusive), got {layers!r}"
+        )
+    return int(layers[0]), int(layers[1])
+
+
 @dataclass
 class Directions:
     """Latent directions found without labels, ordered by importance (explained variance for PCA).
@@ -96,8 +112,10 @@ class Directions:
         """
         offset = self.offsets(coefficients, components).to(latents.dtype)
         if latents.ndim == 2:
+            if layers is not None:
+                raise ValueError(f"layers: W codes (B, dim) have no layers; pass layers=None, got {layers!r}")
             return latents + offset
-        start, end = (0, latents.shape[1]) if layers is None else layers
+        start, end = (0, latents.shape[1]) if layers is None else check_layers(layers, latents.shape[1])
         mask = torch.zeros(latents.shape[1], 1, dtype=latents.dtype, device=latents.device)
         mask[start:end] = 1
         return latents + mask * offset[:, None, :]
