@@ -73,6 +73,14 @@ def check_int_at_least(value: int, minimum: int, name: str) -> None:
         raise ValueError(f"{name}: expected an integer >= {minimum}, got {value!r}")
 
 
+def check_loss_weights(**weights: object) -> dict[str, float]:
+    """Loss weights as floats; each must be a finite number >= 0 (0 switches its term off)."""
+    for name, value in weights.items():
+        if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value < math.inf:
+            raise ValueError(f"{name}: expected a finite number >= 0 (0 switches the term off), got {value!r}")
+    return {name: float(value) for name, value in weights.items()}  # type: ignore[arg-type]
+
+
 def check_probability(value: float, name: str) -> None:
     """Raise ``ValueError`` unless ``0 <= value <= 1``."""
     if not isinstance(value, int | float) or isinstance(value, bool) or not 0.0 <= value <= 1.0:

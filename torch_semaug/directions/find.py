@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import sys
 import warnings
 from typing import Any
@@ -26,7 +27,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from torch_semaug._checks import check_choice, check_int_at_least, describe
+from torch_semaug._checks import check_bool, check_choice, check_int_at_least, describe
 from torch_semaug.directions.directions import METHODS, SPACES, Directions
 
 _STYLE_ATTRIBUTES = ("mapping", "z_dim", "w_dim", "num_ws", "decode")
@@ -232,6 +233,9 @@ def find_directions(
     check_int_at_least(n_components, 1, "n_components")
     check_int_at_least(batch_size, 1, "batch_size")
     check_int_at_least(num_samples, n_components + 2, "num_samples")
+    _check_sampling(seed, truncation_psi, umap_neighbors, umap_input_dim, progress)
+    if layer is not None and not isinstance(layer, str):
+        raise TypeError(f"layer: expected a module name (str) such as 'synthesis.b8', got {describe(layer)}")
     if space == "activations" and layer is None:
         raise ValueError("layer: space='activations' needs layer=<module name>, e.g. 'synthesis.b8'")
     if space == "w" and layer is not None:
@@ -245,6 +249,11 @@ def find_directions(
     provenance: dict[str, Any] = generator_provenance(generator) | {
         "space": space, "layer": layer, "num_samples": num_samples, "seed": seed, "truncation_psi": truncation_psi,
     }
+    if not bool(features.std(0).max() > 0):
+        raise ValueError(
+            f"generator: every sampled {'code' if space == 'w' else 'activation'} is the same, so there is no "
+            "direction to find; is the generator trained (or its layer constant)?"
+        )
     if method == "pca":
         axes, coordinates, ratios = _pca(features, n_components, seed)
         provenance["explained_variance_ratio"] = [round(float(r), 6) for r in ratios]
@@ -258,4 +267,27 @@ def find_directions(
         order = std.argsort(descending=True)
         basis, std = basis[order], std[order]
         provenance |= {"umap_neighbors": umap_neighbors, "umap_input_dim": umap_input_dim}
+    if not bool((std > 0).all()):
+        raise ValueError(
+            f"n_components: only {int((std > 0).sum())} of the {n_components} directions have any spread in the "
+            "sampled codes (the generator's W varies along fewer axes); ask for fewer components"
+        )
     return Directions(basis.float(), codes.double().mean(0).float(), std.float(), method, provenance)
+
+
+def _check_sampling(
+    seed: object, truncation_psi: object, umap_neighbors: object, umap_input_dim: object, progress: object
+) -> None:
+    """Check the sampling and UMAP settings of :func:`find_directions`."""
+    check_int_at_least(seed, 0, "seed")
+    if (not isinstance(truncation_psi, int | float) or isinstance(truncation_psi, bool)
+            or not math.isfinite(truncation_psi) or truncation_psi == 0):
+        # psi = 0 maps every code to w_avg: no spread, so every direction would be a no-op
+        raise ValueError(
+            f"truncation_psi: expected a finite, non-zero number (1.0: no truncation; 0 would collapse every "
+            f"code onto w_avg), got {truncation_psi!r}"
+        )
+    check_int_at_least(umap_neighbors, 2, "umap_neighbors")
+    if umap_input_dim is not None:
+        check_int_at_least(umap_input_dim, 1, "umap_input_dim")
+    check_bool(progress, "progress")

@@ -59,6 +59,12 @@ class WrappedFlow(LatentGenerator):
         self.image_range = check_range(image_range, "image_range")
         self.level_shapes = [tuple(int(s) for s in shape) for shape in level_shapes]
         self.latent_shape = (sum(int(torch.Size(s).numel()) for s in self.level_shapes),)
+        if self.latent_shape[0] != torch.Size(self.input_shape).numel():  # a flow keeps the dimension
+            raise ValueError(
+                f"image_shape: the flow's latents {self.level_shapes} hold {self.latent_shape[0]} values, but images "
+                f"of shape {self.image_shape} hold {torch.Size(self.image_shape).numel()}; pass the shape the flow "
+                "was built for"
+            )
         self.flow = flow
         self.freeze()
 

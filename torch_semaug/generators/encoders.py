@@ -27,7 +27,17 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from torch_semaug._checks import check_int_at_least, check_positive
+from torch_semaug._checks import (
+    assert_shape,
+    check_bool,
+    check_finite,
+    check_float,
+    check_int_at_least,
+    check_loss_weights,
+    check_positive,
+    check_probability,
+    describe,
+)
 from torch_semaug._io import write_atomic
 from torch_semaug.generators.io import load_state_checked
 from torch_semaug.generators.perceptual import PerceptualDistance
@@ -39,6 +49,8 @@ ENCODER_FORMAT = "torch_semaug.encoder/1"
 
 def psnr(a: Tensor, b: Tensor, data_range: float = 2.0) -> Tensor:
     """Per-example PSNR in dB between image batches (``data_range`` 2 for images in [-1, 1])."""
+    if a.shape != b.shape:
+        raise ValueError(f"b: expected images of the shape of a {tuple(a.shape)}, got {tuple(b.shape)}")
     mse = (a.float() - b.float()).square().flatten(1).mean(1).clamp_min(1e-12)
     return 10 * torch.log10(data_range**2 / mse)
 
@@ -75,7 +87,8 @@ def refine_latents(
     keeps the image's content in the coarse layers, so style mixing of the result keeps the content.
     """
     check_int_at_least(steps, 0, "steps")
-    w = init.detach().clone().requires_grad_(True)
+    generator.check_images(images)
+    w = generator.check_latent(init, "init").detach().clone().requires_grad_(True)
     if steps == 0:
         return w.detach()
     split = generator.fine_split if split is None else split
@@ -130,9 +143,11 @@ class OptimizationEncoder:
         check_int_at_least(steps, 0, "steps")
         check_int_at_least(batch_size, 1, "batch_size")
         check_positive(lr, "lr")
+        check_int_at_least(seed, 0, "seed")
+        check_bool(progress, "progress")
         self.steps, self.lr, self.batch_size = steps, float(lr), batch_size
-        self.weights = dict(pixel_weight=pixel_weight, perceptual_weight=perceptual_weight,
-                            mixing_weight=mixing_weight)
+        self.weights = check_loss_weights(pixel_weight=pixel_weight, perceptual_weight=perceptual_weight,
+                                      mixing_weight=mixing_weight)
         self.perceptual = PerceptualDistance(features, generator.image_channels).to(generator.device)
         self.seed, self.progress = seed, progress
 
@@ -179,6 +194,9 @@ class LearnedEncoder(nn.Module):
             num_ws, w_dim = generator.num_ws, generator.w_dim
         if None in (resolution, image_channels, num_ws, w_dim):
             raise ValueError("generator: pass a generator or all of resolution, image_channels, num_ws, w_dim")
+        check_int_at_least(width, 1, "width")
+        check_int_at_least(refine_steps, 0, "refine_steps")
+        check_positive(refine_lr, "refine_lr")
         self.arch = dict(resolution=int(resolution), image_channels=int(image_channels), num_ws=int(num_ws),
                          w_dim=int(w_dim), width=int(width))
         self.refine_steps, self.refine_lr = refine_steps, refine_lr
@@ -222,6 +240,8 @@ class LearnedEncoder(nn.Module):
     def encode(self, images: Tensor, refine_steps: int | None = None) -> Tensor:
         """Images in [-1, 1] -> W+: one forward pass, then ``refine_steps`` optimisation steps."""
         steps = self.refine_steps if refine_steps is None else refine_steps
+        check_int_at_least(steps, 0, "refine_steps")
+        self._check_images(images)
         with torch.no_grad():
             w = self(images.to(self.w_avg.device, self.w_avg.dtype))
         if steps > 0:
@@ -230,6 +250,13 @@ class LearnedEncoder(nn.Module):
             w = refine_latents(self.generator, images.to(w.device), w, steps=steps, lr=self.refine_lr,
                                perceptual=self._perceptual(), rng=torch.Generator(device=w.device).manual_seed(0))
         return w
+
+    def _check_images(self, images: object, name: str = "images") -> None:
+        """Images of the encoder's shape ``(B, C, R, R)``, float and finite."""
+        res, channels = self.arch["resolution"], self.arch["image_channels"]
+        assert_shape(images, (None, channels, res, res), name)
+        check_float(images, name)
+        check_finite(images, name)
 
     def _perceptual(self, features: nn.Module | None = None) -> PerceptualDistance:
         if self.perceptual is None or features is not None:
@@ -255,6 +282,11 @@ class LearnedEncoder(nn.Module):
         g = self.generator
         if g is None:
             raise ValueError("generator: call set_generator(g) before fit()")
+        check_int_at_least(steps, 0, "steps")
+        check_int_at_least(batch_size, 1, "batch_size")
+        check_positive(lr, "lr")
+        check_probability(mixing_prob, "mixing_prob")
+        check_loss_weights(latent_weight=latent_weight, pixel_weight=pixel_weight, perceptual_weight=perceptual_weight)
         perceptual = self._perceptual(features)
         device = g.device
         self.to(device).train()
@@ -273,7 +305,9 @@ class LearnedEncoder(nn.Module):
             loss = latent_weight * (pred - w).square().mean()
             targets = [fake]
             if real_iter is not None:
-                targets.append(next(real_iter).to(device, fake.dtype))
+                real = next(real_iter)
+                self._check_images(real, "real_images")
+                targets.append(real.to(device, fake.dtype))
             for target in targets:
                 recon = g.synthesize(pred if target is fake else self(target))
                 loss = loss + pixel_weight * (recon - target).square().mean()
@@ -341,8 +375,14 @@ def encoder_from_spec(
     ``PATH:REFINE_STEPS``), ``optimize[:STEPS]`` for optimisation inversion (default 200 steps), or
     ``learned:STEPS`` for a new :class:`LearnedEncoder` fitted for STEPS steps on generated pairs and
     ``real_images`` (batches in the generator's range, cycled)."""
+    if not isinstance(spec, str):
+        raise TypeError(f"encoder: expected a spec string (PATH[:REFINE_STEPS], optimize[:STEPS] or learned:STEPS), "
+                        f"got {describe(spec)}")
     if spec == "optimize" or spec.startswith("optimize:"):
-        steps = int(spec.split(":", 1)[1]) if ":" in spec else 200
+        steps = spec.partition(":")[2] or "200"
+        if not steps.isdigit():
+            raise ValueError(f"encoder: expected optimize:STEPS with STEPS an integer >= 0, got {spec!r}")
+        steps = int(steps)
         return OptimizationEncoder(generator, steps=steps, batch_size=batch_size)
     if spec.startswith("learned:"):
         steps = spec.partition(":")[2]

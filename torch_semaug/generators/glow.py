@@ -15,7 +15,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from torch_semaug._checks import check_int_at_least, check_positive, check_rng, check_shape
+from torch_semaug._checks import (
+    assert_shape,
+    check_float,
+    check_int_at_least,
+    check_positive,
+    check_rng,
+    check_shape,
+)
 from torch_semaug.generators.base import LatentGenerator
 from torch_semaug.generators.glow_layers import (
     FlowStep,
@@ -160,6 +167,7 @@ class Glow(LatentGenerator):
 
     def log_prob(self, images: Tensor) -> Tensor:
         """Continuous log density ``(B,)`` of images in ``[0, 1]`` (nats; differentiable)."""
+        self._check_batch(images)
         latents, logdet = self._forward(images)
         return standard_normal_logp(latents) + logdet
 
@@ -176,10 +184,16 @@ class Glow(LatentGenerator):
     @torch.no_grad()
     def initialize(self, images: Tensor) -> None:
         """Data-dependent initialisation of every actnorm layer from one batch (the trainer calls it)."""
+        self._check_batch(images)
         training = self.training
         self.train()
         self._forward(images)
         self.train(training)
+
+    def _check_batch(self, images: object) -> None:
+        """Shape and dtype only: dequantised training images may exceed ``[0, 1]`` by one bin."""
+        assert_shape(images, (None, *self.image_shape), "images")
+        check_float(images, "images")
 
     def _forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
         x = images - 0.5

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from torch_semaug._checks import describe
+from torch_semaug._checks import check_int_at_least, check_tensor, describe
 
 log = logging.getLogger("torch_semaug")
 VGG16_FILE = "vgg16-397923af.pth"
@@ -93,6 +93,7 @@ class PerceptualDistance(nn.Module):
 
     def __init__(self, features: nn.Module | None = None, image_channels: int = 3) -> None:
         super().__init__()
+        check_int_at_least(image_channels, 1, "image_channels")
         if features is not None:
             if not callable(features):
                 raise TypeError(f"features: expected an nn.Module returning feature maps, got {describe(features)}")
@@ -107,6 +108,10 @@ class PerceptualDistance(nn.Module):
 
     def forward(self, a: Tensor, b: Tensor) -> Tensor:
         """``(B,)`` distances between images ``a`` and ``b`` in [-1, 1]."""
+        check_tensor(a, "a")
+        check_tensor(b, "b")
+        if a.shape != b.shape:
+            raise ValueError(f"b: expected images of the shape of a {tuple(a.shape)}, got {tuple(b.shape)}")
         fa, fb = self.net(a), self.net(b)
         fa = [fa] if isinstance(fa, Tensor) else list(fa)
         fb = [fb] if isinstance(fb, Tensor) else list(fb)
