@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch_semaug as ts  # noqa: E402
 from torch_semaug._io import write_atomic  # noqa: E402
-from torch_semaug.train.glow_trainer import load_images  # noqa: E402
+from torch_semaug.train.generator_run import load_images  # noqa: E402
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
@@ -48,7 +48,7 @@ def train_classifier(train_dir: str, steps: int, path: Path) -> nn.Module:
     if path.exists():
         model.load_state_dict(torch.load(path, weights_only=True))
         return model.eval()
-    data = load_images(train_dir, None)
+    data = load_images(train_dir)
     loader = DataLoader(data, batch_size=128, shuffle=True, generator=torch.Generator().manual_seed(0))
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
     model.train()
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     start = time.time()
     glow = ts.Glow.load(args.glow)
-    test = load_images(f"{args.data}/test", None)
+    test = load_images(f"{args.data}/test")
 
     worst = 0.0
     loader = DataLoader(Subset(test, range(args.roundtrip)), batch_size=100)

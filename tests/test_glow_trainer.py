@@ -8,6 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
+from tests.cli_helpers import assert_usage_error
 from torch_semaug.cli import main
 from torch_semaug.generators import Glow
 
@@ -30,24 +31,24 @@ def _train(folder, out, *extra: str) -> int:
 
 def test_trains_writes_outputs_and_resumes(folder, tmp_path, capsys, monkeypatch):
     out = tmp_path / "run"
-    assert _train(folder, out, "--iters", "2", "--eval-data", str(folder)) == 0
+    assert _train(folder, out, "--iterations", "2", "--eval-data", str(folder)) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["iterations"] == 2 and 0 < metrics["test_bpd"] < 20
-    assert (out / "samples.png").stat().st_size > 0
-    glow = Glow.load(out / "glow.safetensors")
+    assert (out / "samples" / "final.png").stat().st_size > 0
+    glow = Glow.load(out / "generator.safetensors")
     assert glow.image_shape == (3, 8, 8) and glow.levels == 2
     x = torch.rand(2, 3, 8, 8)
     assert (glow.decode(glow.encode(x)) - x).abs().max() < 1e-4
-    with pytest.raises(SystemExit, match="--resume"):
-        _train(folder, out, "--iters", "4")
+    assert_usage_error(["train-generator", "glow", "--data", str(folder), "--out", str(out)], capsys, "--out:",
+                       "--resume")
     before = torch.load(out / "checkpoint.pt", weights_only=True)
     calls = []
     real = Glow.bits_per_dim
     monkeypatch.setattr(Glow, "bits_per_dim", lambda self, x: calls.append(1) or real(self, x))
-    assert _train(folder, out, "--iters", "3", "--resume") == 0
-    assert len(calls) == 1  # continued at iteration 3 instead of starting over
+    assert main(["train-generator", "glow", "--resume", str(out), "--iterations", "3"]) == 0
+    assert len(calls) == 1 + 1  # continued at iteration 3 instead of starting over (+1: test bits/dim)
     state = torch.load(out / "checkpoint.pt", weights_only=True)
-    assert json.loads(state["state"])["step"] == 3
+    assert state["iteration"] == 3 and state["arguments"]["width"] == 8
     assert state["optimizer"]["state"][0]["step"] == before["optimizer"]["state"][0]["step"] + 1
     assert "test bits/dim" in capsys.readouterr().out
 
@@ -63,15 +64,10 @@ def test_nan_guard_stops_without_writing_a_broken_checkpoint(folder, tmp_path, m
 
     monkeypatch.setattr(Glow, "bits_per_dim", flaky)
     out = tmp_path / "run"
-    assert _train(folder, out, "--iters", "5", "--ckpt-every", "1") == 1
+    assert _train(folder, out, "--iterations", "5", "--checkpoint-every", "1") == 1
     err = capsys.readouterr().err
     assert "diverged" in err and "iteration 2" in err and "--lr" in err
     state = torch.load(out / "checkpoint.pt", weights_only=True)
-    assert json.loads(state["state"])["step"] == 2
+    assert state["iteration"] == 2
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
-    assert not (out / "glow.safetensors").exists()
-
-
-def test_bad_data_spec(tmp_path):
-    with pytest.raises(SystemExit, match="mnist:ROOT"):
-        main(["train-generator", "glow", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "o")])
+    assert not (out / "generator.safetensors").exists()

@@ -11,25 +11,29 @@ from torch_semaug.data.color_mnist import CLASS_COLORS, ColorMNIST, parse_color_
 from torch_semaug.generators import load_generator
 from torch_semaug.generators.stylegan2 import StyleGAN2
 
-ARGS = ["--resolution", "16", "--batch", "4", "--z-dim", "8", "--w-dim", "8", "--mapping-layers", "2",
+ARGS = ["--resolution", "16", "-b", "4", "--z-dim", "8", "--w-dim", "8", "--mapping-layers", "2",
         "--channel-base", "64", "--channel-max", "8", "--r1-every", "2", "--sample-every", "2",
         "--checkpoint-every", "2", "--no-progress", "--threads", "1", "--device", "cpu"]
 
 
-def test_train_resume_and_load(tmp_path):
+def test_train_resume_and_load(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train-generator", "stylegan2", "--data", "colormnist:tiny", "--out", str(out),
                  "--iterations", "2", *ARGS]) == 0
     state = torch.load(out / "checkpoint.pt", weights_only=True)
-    assert state["iteration"] == 2
+    assert state["iteration"] == 2 and state["arguments"]["batch_size"] == 4
     assert (out / "samples" / "000002.png").is_file() and (out / "samples" / "final.png").is_file()
-    first = StyleGAN2.load(out / "G.safetensors")
+    first = StyleGAN2.load(out / "generator.safetensors")
     assert first.resolution == 16 and first.image_shape == (3, 16, 16)
-    assert main(["train-generator", "stylegan2", "--data", "colormnist:tiny", "--out", str(out),
-                 "--iterations", "3", *ARGS]) == 0
+    # the same command again would overwrite the run: refused, with the way to continue it
+    assert_usage_error(["train-generator", "stylegan2", "--data", "colormnist:tiny", "--out", str(out),
+                        "--iterations", "3", *ARGS], capsys, "--out:", f"--resume {out / 'checkpoint.pt'}")
+    # --resume alone restores the run's arguments; a typed flag overrides one and says so
+    assert main(["train-generator", "stylegan2", "--resume", str(out / "checkpoint.pt"), "--iterations", "3"]) == 0
+    assert "--iterations 3 overrides the checkpoint's 2" in capsys.readouterr().err
     state = torch.load(out / "checkpoint.pt", weights_only=True)
-    assert state["iteration"] == 3
-    second = load_generator(out / "G.safetensors", kind="stylegan2")
+    assert state["iteration"] == 3 and state["arguments"]["batch_size"] == 4
+    second = load_generator(out / "generator.safetensors", kind="stylegan2")
     assert any(not torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values()))
     assert second.w_avg.abs().sum() > 0  # tracked during training
     w = second.sample_latent(2, torch.Generator().manual_seed(0))
@@ -65,8 +69,8 @@ def test_image_folder_data(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train-generator", "stylegan2", "--data", str(folder), "--out", str(out), "--iterations", "1",
                  *ARGS]) == 0
-    assert StyleGAN2.load(out / "G.safetensors").image_channels == 3  # PNGs load as RGB
-    assert_usage_error(["train-generator", "stylegan2", "--data", str(tmp_path / "missing"), "--out", str(out),
+    assert StyleGAN2.load(out / "generator.safetensors").image_channels == 3  # PNGs load as RGB
+    assert_usage_error(["train-generator", "stylegan2", "--data", str(tmp_path / "missing"), "--out", str(out) + "2",
                         *ARGS], capsys, "--data")
 
 
@@ -88,16 +92,28 @@ def test_color_mnist_protocol():
         ColorMNIST.from_mnist("/nonexistent")
 
 
-def test_recorded_command_is_the_command_line(tmp_path, monkeypatch):
+def test_recorded_command_is_the_command_line(tmp_path):
     from torch_semaug.generators.io import read_metadata
 
     out = tmp_path / "run"
     argv = ["train-generator", "stylegan2", "--data", "demo-shapes:train:8", "--out", str(out), "--iterations", "1",
             *ARGS]
-    monkeypatch.setattr("sys.argv", ["semaug", *argv])
     assert main(argv) == 0
-    command = read_metadata(out / "G.safetensors")["command"]
-    assert command.startswith("semaug train-generator stylegan2 --data demo-shapes:train:8 ")
+    command = read_metadata(out / "generator.safetensors")["command"]
+    assert command.startswith(f"semaug train-generator stylegan2 --data demo-shapes:train:8 --out {out} ")
+    assert "-b" not in command.split() and "--batch-size 4" in command and "--mirror" not in command
+
+
+def test_library_call_takes_keyword_arguments(tmp_path):
+    from torch_semaug.train.stylegan2_trainer import train_stylegan2
+
+    metrics = train_stylegan2(data="demo-shapes:train:8", out=tmp_path / "run", resolution=16, iterations=1,
+                              batch_size=4, z_dim=8, w_dim=8, mapping_layers=2, channel_base=64, channel_max=8,
+                              threads=1, progress=False)
+    assert metrics["iterations"] == 1 and StyleGAN2.load(metrics["generator"]).resolution == 16
+    with pytest.raises(ValueError, match="iterations: expected an integer >= 1, got -5"):
+        train_stylegan2(data="demo-shapes:train:8", out=tmp_path / "other", iterations=-5)
+    assert not (tmp_path / "other").exists()
 
 
 def test_training_draws_fresh_noise_for_every_image(tmp_path, monkeypatch):

@@ -1,4 +1,4 @@
-"""``semaug train-generator stylegan2``: train a :class:`~torch_semaug.generators.StyleGAN2` on your images.
+"""Train a :class:`~torch_semaug.generators.StyleGAN2` on your images (``semaug train-generator stylegan2``).
 
 The StyleGAN2 recipe at small scale: non-saturating logistic loss, lazy R1 penalty on real images,
 style-mixing regularisation (so coarse and fine W+ layers carry different factors — what LatentMix
@@ -8,258 +8,244 @@ Training draws fresh per-pixel noise for every image, as in the paper: with the 
 used for augmentation, the noise maps are one template shared by all samples, which G can copy — the
 samples then collapse to a single shape in different colours.
 
-Everything needed to continue is in ``OUT/checkpoint.pt`` (written atomically every ``--checkpoint-every``
-iterations and at the end, loaded with ``weights_only=True``); rerunning the same command resumes.
+The run folder, the checkpoint and the resume rule are those of every generator trainer
+(:mod:`torch_semaug.train.generator_run`).
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
-import math
 import os
-import random
-import shlex
 import sys
 import time
-from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
 
-from torch_semaug._io import write_atomic
-from torch_semaug.data.color_mnist import default_data_root, parse_color_mnist
-from torch_semaug.data.shapes import parse_demo_shapes
-from torch_semaug.generators.io import save_generator
+from torch_semaug._checks import check_int_at_least, check_positive, check_probability
 from torch_semaug.generators.stylegan2 import StyleGAN2, default_channels
+from torch_semaug.train.generator_run import (
+    CHECKPOINT,
+    Progress,
+    check_run_arguments,
+    check_unchanged,
+    finish_run,
+    load_images,
+    open_run,
+    save_checkpoint,
+    set_rng_state,
+    training_batches,
+)
 from torch_semaug.train.stylegan2_discriminator import Discriminator
+from torch_semaug.viz.grid import save_grid
+
+KIND = "stylegan2"
+# Arguments that shape the networks: a resumed run must keep them.
+ARCHITECTURE = ("resolution", "z_dim", "w_dim", "mapping_layers", "channel_base", "channel_max")
 
 
-def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", required=True,
-                        help="image folder (ImageFolder layout or flat), colormnist:VARIANT[:N] "
-                             "(train, train-uniform, test, tiny, tiny-uniform) or demo-shapes:train[:N]")
-    parser.add_argument("--data-root", default=None, help="folder holding MNIST/raw for colormnist (default "
-                        "$SEMAUG_DATA or ../shared/data)")
-    parser.add_argument("--out", required=True, help="output folder (checkpoint.pt, samples/, G.safetensors)")
-    parser.add_argument("--resolution", type=int, default=32, help="image size, power of two (16..1024)")
-    parser.add_argument("--iterations", type=int, default=5000, help="total training iterations (G+D steps)")
-    parser.add_argument("--max-minutes", type=float, default=None, help="stop (and save) after this wall time")
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=0.002, help="Adam learning rate of G and D")
-    parser.add_argument("--z-dim", type=int, default=128)
-    parser.add_argument("--w-dim", type=int, default=128)
-    parser.add_argument("--mapping-layers", type=int, default=4)
-    parser.add_argument("--channel-base", type=int, default=4096)
-    parser.add_argument("--channel-max", type=int, default=128)
-    parser.add_argument("--r1-gamma", type=float, default=10.0,
-                        help="R1 weight (gamma); small models need a strong one: at 0.05-1 the 64-channel "
-                             "Color-MNIST model collapsed to a single digit shape within 1,000 iterations")
-    parser.add_argument("--r1-every", type=int, default=16, help="lazy R1: penalty every N iterations")
-    parser.add_argument("--mixing-prob", type=float, default=0.9, help="probability of style mixing per batch")
-    parser.add_argument("--ema-kimg", type=float, default=5.0, help="half-life of the G EMA in thousands of images")
-    parser.add_argument("--mirror", action="store_true", help="random horizontal flips of the training images")
-    parser.add_argument("--sample-every", type=int, default=250, help="write a sample grid every N iterations")
-    parser.add_argument("--checkpoint-every", type=int, default=500, help="write checkpoint.pt every N iterations")
-    parser.add_argument("--init-from", default=None, metavar="CHECKPOINT",
-                        help="fine-tune: start from another run's checkpoint.pt (G, D, EMA, optimisers) at "
-                             "iteration 0; ignored when OUT/checkpoint.pt exists (that run resumes)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--no-progress", action="store_true", help="no tqdm bar (log lines only)")
+@dataclass
+class _Models:
+    G: StyleGAN2
+    D: Discriminator
+    G_ema: StyleGAN2
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+
+    def state(self) -> dict[str, Any]:
+        return {name: getattr(self, name).state_dict() for name in ("G", "D", "G_ema", "opt_g", "opt_d")}
+
+    def load(self, state: dict[str, Any], argument: str, path: str) -> None:
+        try:
+            for name in ("G", "D", "G_ema"):
+                getattr(self, name).load_state_dict(state[name])
+        except (RuntimeError, KeyError) as error:  # names the missing / unexpected / mis-sized keys
+            raise ValueError(f"{argument}: {path!r} was trained with another architecture; pass the same --resolution"
+                             f"/--z-dim/--w-dim/--mapping-layers/--channel-* as its run ({error})") from None
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
 
 
-def build_dataset(spec: str, resolution: int, root: str | None, mirror: bool) -> Dataset:
-    """Images in [-1, 1] at ``resolution`` from an image folder or a ``colormnist:`` spec."""
-    from torchvision.transforms import v2
+def train_stylegan2(
+    *, data: str, out: str | os.PathLike[str], resolution: int = 32, iterations: int = 5000,
+    max_minutes: float | None = None, batch_size: int = 32, lr: float = 0.002, z_dim: int = 128, w_dim: int = 128,
+    mapping_layers: int = 4, channel_base: int = 4096, channel_max: int = 128, r1_gamma: float = 10.0,
+    r1_every: int = 16, mixing_prob: float = 0.9, ema_kimg: float = 5.0, mirror: bool = False,
+    sample_every: int = 250, checkpoint_every: int = 500, init_from: str | None = None, resume: str | None = None,
+    data_root: str | None = None, seed: int = 0, device: str = "cpu", threads: int | None = None, workers: int = 0,
+    progress: bool = True, command: str | None = None,
+) -> dict[str, Any]:
+    """Train (or, with ``resume``, continue) a StyleGAN2; returns the metrics written to ``out/metrics.json``.
 
-    steps: list = [v2.Resize(resolution, antialias=True), v2.CenterCrop(resolution)]
-    if mirror:
-        steps.append(v2.RandomHorizontalFlip())
-    steps.append(v2.Normalize([0.5], [0.5]))
-    if spec.startswith("colormnist:"):
-        base: Dataset = parse_color_mnist(spec, root or default_data_root())
-        to_tensor: list = []
-    elif spec.startswith("demo-shapes:"):
-        base = parse_demo_shapes(spec)
-        to_tensor = []
-    else:
-        from torchvision.datasets import ImageFolder
+    Args:
+        data: training images: an image folder, ``colormnist:VARIANT[:N]``, ``demo-shapes:VARIANT[:N]``
+            or ``mnist:train|test[:N]``.
+        out: run folder (``checkpoint.pt``, ``generator.safetensors``, ``samples/``, ``metrics.json``).
+        resolution: image size, a power of two from 16 to 1024.
+        iterations: total iterations (one D and one G step each), counted over resumes.
+        max_minutes: stop (and save) once the run's wall time passes this.
+        batch_size: images per iteration.
+        lr: Adam learning rate of G (D's is scaled for lazy R1).
+        z_dim, w_dim, mapping_layers, channel_base, channel_max: the generator's shape
+            (feature maps per resolution ``min(channel_base // res, channel_max)``).
+        r1_gamma: R1 weight; small models need a strong one (at 0.05-1 a 64-channel Color-MNIST model
+            collapsed to one digit shape within 1,000 iterations).
+        r1_every: lazy R1: the penalty every this many iterations.
+        mixing_prob: probability of style mixing per batch.
+        ema_kimg: half-life of G's moving average, in thousands of images.
+        mirror: random horizontal flips of the training images.
+        sample_every: write ``samples/NNNNNN.png`` (and a log line without ``progress``) this often.
+        checkpoint_every: write ``checkpoint.pt`` this often.
+        init_from: fine-tune: start G, D, the EMA and both optimisers from another run's ``checkpoint.pt``,
+            counting iterations from 0.
+        resume: continue the run saved at this ``checkpoint.pt`` (or its folder); see the resume rule.
+        data_root: folder holding ``MNIST/raw`` for ``colormnist:`` and ``mnist:``.
+        seed: seeds initialisation, data order, noise and mixing.
+        device: torch device.
+        threads: torch CPU threads (``None``: torch's default).
+        workers: DataLoader worker processes (a resumed run repeats an unstopped one exactly with 0).
+        progress: tqdm bar (else a log line every ``sample_every`` iterations).
+        command: the command line, recorded in ``generator.safetensors``.
+    """
+    arguments = {k: v for k, v in locals().items() if k not in ("resume", "progress", "command")}
+    _check_arguments(arguments)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    folder = Path(out)
+    state = open_run(folder, resume, KIND)
+    if state is not None:
+        check_unchanged(state, arguments, ARCHITECTURE)
+    if init_from is not None and state is not None:
+        raise ValueError("init_from: a resumed run continues its own weights; drop --init-from")
+    torch.manual_seed(seed)
+    dataset = load_images(data, resolution=resolution, data_root=data_root, mirror=mirror)
+    models = _build(arguments, int(dataset[0][0].shape[0]), torch.device(device))
+    start, seconds = 0, 0.0
+    if state is not None:
+        models.load(state, "resume", os.fspath(resume))
+        start, seconds = int(state["iteration"]), float(state["seconds"])
+        set_rng_state(state["rng"])
+        print(f"resumed {folder / CHECKPOINT} at iteration {start}", file=sys.stderr)
+    elif init_from is not None:
+        _fine_tune_from(models, init_from, device)
+    batches = training_batches(dataset, batch_size, seed=seed, start=start, workers=workers)
+    done, seconds, losses = _loop(models, batches, arguments, folder, start, seconds, progress)
+    save_grid(_samples(models.G_ema, seed, device), folder / "samples" / "final.png", nrow=8)
+    metrics = {"kind": KIND, "iterations": done, "seconds": round(seconds, 1), **losses}
+    path = finish_run(folder, copy.deepcopy(models.G_ema).cpu(), metrics, command=command, data=data)
+    return metrics | {"generator": os.fspath(path)}
 
-        if not os.path.isdir(spec):
-            raise FileNotFoundError(f"data: no image folder at {spec!r} (or use colormnist:VARIANT or "
-                                    "demo-shapes:train)")
-        base = ImageFolder(spec) if any(p.is_dir() for p in Path(spec).iterdir()) else _FlatFolder(spec)
-        to_tensor = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]
-    return _Mapped(base, v2.Compose(to_tensor + steps))
+
+def _check_arguments(a: dict[str, Any]) -> None:
+    check_run_arguments(**{k: a[k] for k in ("iterations", "batch_size", "lr", "sample_every", "checkpoint_every",
+                                              "max_minutes", "threads", "workers", "seed")})
+    if not isinstance(a["resolution"], int) or a["resolution"] not in [2**i for i in range(4, 11)]:
+        raise ValueError(f"resolution: expected a power of two from 16 to 1024, got {a['resolution']!r}")
+    for name in ("z_dim", "w_dim", "mapping_layers", "channel_base", "channel_max", "r1_every"):
+        check_int_at_least(a[name], 1, name)
+    check_positive(a["ema_kimg"], "ema_kimg")
+    check_probability(a["mixing_prob"], "mixing_prob")
+    if not isinstance(a["r1_gamma"], int | float) or not a["r1_gamma"] >= 0:
+        raise ValueError(f"r1_gamma: expected a number >= 0, got {a['r1_gamma']!r}")
 
 
-class _FlatFolder(Dataset):
-    """Every image file directly inside a folder (label 0)."""
-
-    def __init__(self, root: str) -> None:
-        from torchvision.datasets.folder import IMG_EXTENSIONS, default_loader
-
-        self.files = sorted(p for p in Path(root).iterdir() if p.suffix.lower() in IMG_EXTENSIONS)
-        if not self.files:
-            raise FileNotFoundError(f"data: no images in {root!r}")
-        self.loader = default_loader
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, index: int) -> tuple[object, int]:
-        return self.loader(str(self.files[index])), 0
+def _build(a: dict[str, Any], image_channels: int, device: torch.device) -> _Models:
+    channels = default_channels(a["resolution"], a["channel_base"], a["channel_max"])
+    G = StyleGAN2(a["resolution"], z_dim=a["z_dim"], w_dim=a["w_dim"], mapping_layers=a["mapping_layers"],
+                  channels=channels, image_channels=image_channels).to(device)
+    D = Discriminator(a["resolution"], channels, image_channels).to(device)
+    G_ema = copy.deepcopy(G).eval().requires_grad_(False)
+    # Lazy regularisation: D's Adam sees the R1 step only every r1_every iterations (Karras et al., App. B).
+    ratio = a["r1_every"] / (a["r1_every"] + 1)
+    opt_g = torch.optim.Adam(G.parameters(), lr=a["lr"], betas=(0.0, 0.99))
+    opt_d = torch.optim.Adam(D.parameters(), lr=a["lr"] * ratio, betas=(0.0, 0.99**ratio))
+    return _Models(G, D, G_ema, opt_g, opt_d)
 
 
-class _Mapped(Dataset):
-    def __init__(self, base: Dataset, transform: object) -> None:
-        self.base, self.transform = base, transform
+def _fine_tune_from(models: _Models, init_from: str, device: str) -> None:
+    if not os.path.isfile(init_from):
+        raise FileNotFoundError(f"init_from: expected the checkpoint.pt of a `semaug train-generator stylegan2` "
+                                f"run, but {init_from!r} does not exist")
+    try:
+        state = torch.load(init_from, map_location=device, weights_only=True)
+    except Exception as error:  # a truncated or foreign file, whatever torch's reason
+        raise ValueError(f"init_from: cannot read {init_from!r} as a checkpoint ({error})") from None
+    if not isinstance(state, dict) or "G" not in state:
+        raise ValueError(f"init_from: {init_from!r} is not a checkpoint of `semaug train-generator stylegan2`")
+    models.load(state, "init_from", init_from)
+    print(f"fine-tuning from {init_from} (trained {int(state['iteration'])} iterations there)", file=sys.stderr)
 
-    def __len__(self) -> int:
-        return len(self.base)  # type: ignore[arg-type]
 
-    def __getitem__(self, index: int) -> Tensor:
-        return self.transform(self.base[index][0])
-
-
-def _batches(dataset: Dataset, batch: int, seed: int) -> Iterator[Tensor]:
-    epoch = 0
-    while True:
-        loader = DataLoader(dataset, batch_size=batch, shuffle=True, drop_last=True,
-                            generator=torch.Generator().manual_seed(seed + epoch))
-        yield from loader
-        epoch += 1
+def _samples(G: StyleGAN2, seed: int, device: str) -> Tensor:
+    """64 samples of fixed latents (their own generator: drawing them leaves the training stream alone)."""
+    z = torch.randn(64, G.z_dim, generator=torch.Generator().manual_seed(seed)).to(device)
+    with torch.no_grad():
+        return G(z).clamp(-1, 1) * 0.5 + 0.5
 
 
 def _mixed_ws(G: StyleGAN2, batch: int, prob: float, device: torch.device) -> Tensor:
     """W+ of random z, with a second z's styles from a random cutoff on with probability ``prob``."""
     ws = G.broadcast(G.mapping(torch.randn(batch, G.z_dim, device=device)))
-    if random.random() < prob:
-        cutoff = random.randint(1, G.num_ws - 1)
+    if float(torch.rand(())) < prob:
+        cutoff = int(torch.randint(1, G.num_ws, ()))
         ws = G.mix(ws, G.mapping(torch.randn(batch, G.z_dim, device=device)), cutoff)
     return ws
 
 
-def _save_grid(G: StyleGAN2, z: Tensor, path: Path) -> None:
-    from torchvision.utils import save_image
-
+def _step(m: _Models, real: Tensor, iteration: int, a: dict[str, Any]) -> dict[str, float]:
+    """One D step (plus lazy R1), one G step with style mixing, the EMA update; returns the losses."""
+    device, batch = real.device, real.shape[0]
     with torch.no_grad():
-        images = G(z).clamp(-1, 1) * 0.5 + 0.5
-    write_atomic(path, lambda tmp: save_image(images, tmp, nrow=int(math.sqrt(len(z))), format="png"))
+        fake = m.G.synthesize(_mixed_ws(m.G, batch, a["mixing_prob"], device), noise_mode="random")
+    loss_d = F.softplus(m.D(fake)).mean() + F.softplus(-m.D(real)).mean()
+    m.opt_d.zero_grad(set_to_none=True)
+    loss_d.backward()
+    m.opt_d.step()
+    if iteration % a["r1_every"] == 0:
+        real_r1 = real.detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(m.D(real_r1).sum(), real_r1, create_graph=True)
+        r1 = grad.square().sum((1, 2, 3)).mean()
+        m.opt_d.zero_grad(set_to_none=True)
+        (a["r1_gamma"] / 2 * r1 * a["r1_every"]).backward()
+        m.opt_d.step()
+    ws = _mixed_ws(m.G, batch, a["mixing_prob"], device)
+    m.G.update_w_avg(ws[:, 0])
+    loss_g = F.softplus(-m.D(m.G.synthesize(ws, noise_mode="random"))).mean()
+    m.opt_g.zero_grad(set_to_none=True)
+    loss_g.backward()
+    m.opt_g.step()
+    # EMA of G, with the usual ramp-up so early iterations do not average over random weights.
+    half_life = min(a["ema_kimg"] * 1000, (iteration + 1) * batch * 0.05 + 1)
+    beta = 0.5 ** (batch / half_life)
+    with torch.no_grad():
+        for p_ema, p in zip(m.G_ema.parameters(), m.G.parameters()):
+            p_ema.lerp_(p, 1 - beta)
+        for b_ema, b in zip(m.G_ema.buffers(), m.G.buffers()):
+            b_ema.copy_(b)
+    return {"loss_d": loss_d.item(), "loss_g": loss_g.item()}
 
 
-def run(args: argparse.Namespace) -> int:
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    device = torch.device(args.device)
-    random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    dataset = build_dataset(args.data, args.resolution, args.data_root, args.mirror)
-    image_channels = int(dataset[0].shape[0])
-    channels = default_channels(args.resolution, args.channel_base, args.channel_max)
-    G = StyleGAN2(args.resolution, z_dim=args.z_dim, w_dim=args.w_dim, mapping_layers=args.mapping_layers,
-                  channels=channels, image_channels=image_channels).to(device)
-    D = Discriminator(args.resolution, channels, image_channels).to(device)
-    G_ema = copy.deepcopy(G).eval().requires_grad_(False)
-    # Lazy regularisation: D's Adam sees the R1 step only every r1_every iterations (Karras et al., App. B).
-    ratio = args.r1_every / (args.r1_every + 1)
-    opt_g = torch.optim.Adam(G.parameters(), lr=args.lr, betas=(0.0, 0.99))
-    opt_d = torch.optim.Adam(D.parameters(), lr=args.lr * ratio, betas=(0.0, 0.99**ratio))
-    fixed_z = torch.randn(64, args.z_dim, generator=torch.Generator().manual_seed(args.seed)).to(device)
-    start, elapsed = 0, 0.0
-    ckpt_path = out / "checkpoint.pt"
-    source = ckpt_path if ckpt_path.exists() else Path(args.init_from) if args.init_from else None
-    if source is not None:
-        if not source.is_file():
-            raise FileNotFoundError(f"init_from: expected a checkpoint.pt of `semaug train-generator stylegan2`, "
-                                    f"but {os.fspath(source)!r} does not exist")
-        state = torch.load(source, map_location=device, weights_only=True)
-        try:
-            G.load_state_dict(state["G"])
-            D.load_state_dict(state["D"])
-            G_ema.load_state_dict(state["G_ema"])
-        except RuntimeError as error:  # names the missing / unexpected / mis-sized keys
-            raise ValueError(f"init_from: {os.fspath(source)!r} was trained with another architecture; pass "
-                             f"the same --resolution/--z-dim/--w-dim/--channel-* flags as its run ({error})") from None
-        opt_g.load_state_dict(state["opt_g"])
-        opt_d.load_state_dict(state["opt_d"])
-        if source == ckpt_path:
-            start, elapsed = int(state["iteration"]), float(state["elapsed"])
-            print(f"resumed from {ckpt_path} at iteration {start}", file=sys.stderr)
-        else:
-            print(f"fine-tuning from {source} (trained {int(state['iteration'])} iterations there)", file=sys.stderr)
-    batches = _batches(dataset, args.batch, args.seed + start)
-    t0 = time.time() - elapsed
-
-    def save_checkpoint(iteration: int) -> None:
-        state = dict(G=G.state_dict(), D=D.state_dict(), G_ema=G_ema.state_dict(), opt_g=opt_g.state_dict(),
-                     opt_d=opt_d.state_dict(), iteration=iteration, elapsed=time.time() - t0,
-                     config=G.config())
-        write_atomic(ckpt_path, lambda tmp: torch.save(state, tmp))
-
-    bar = tqdm(range(start, args.iterations), initial=start, total=args.iterations, disable=args.no_progress,
-               desc="stylegan2", dynamic_ncols=True)
-    done = start
-    for iteration in bar:
-        real = next(batches).to(device)
-        # Discriminator: logistic loss on real vs generated.
-        with torch.no_grad():
-            fake = G.synthesize(_mixed_ws(G, args.batch, args.mixing_prob, device), noise_mode="random")
-        loss_d = F.softplus(D(fake)).mean() + F.softplus(-D(real)).mean()
-        opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        opt_d.step()
-        if iteration % args.r1_every == 0:
-            real_r1 = real.detach().requires_grad_(True)
-            (grad,) = torch.autograd.grad(D(real_r1).sum(), real_r1, create_graph=True)
-            r1 = grad.square().sum((1, 2, 3)).mean()
-            opt_d.zero_grad(set_to_none=True)
-            (args.r1_gamma / 2 * r1 * args.r1_every).backward()
-            opt_d.step()
-        # Generator: non-saturating loss, with style mixing.
-        ws = _mixed_ws(G, args.batch, args.mixing_prob, device)
-        G.update_w_avg(ws[:, 0])
-        loss_g = F.softplus(-D(G.synthesize(ws, noise_mode="random"))).mean()
-        opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        opt_g.step()
-        # EMA of G, with the usual ramp-up so early iterations do not average over random weights.
-        images_seen = (iteration + 1) * args.batch
-        half_life = min(args.ema_kimg * 1000, images_seen * 0.05 + 1)
-        beta = 0.5 ** (args.batch / half_life)
-        with torch.no_grad():
-            for p_ema, p in zip(G_ema.parameters(), G.parameters()):
-                p_ema.lerp_(p, 1 - beta)
-            for b_ema, b in zip(G_ema.buffers(), G.buffers()):
-                b_ema.copy_(b)
-        bar.set_postfix(d=f"{loss_d.item():.3f}", g=f"{loss_g.item():.3f}")
+def _loop(m: _Models, batches: Any, a: dict[str, Any], folder: Path, start: int, seconds: float,
+          progress: bool) -> tuple[int, float, dict[str, float]]:
+    """Iterations ``start..iterations`` (or until ``max_minutes``); checkpoints and samples on the way."""
+    t0 = time.time() - seconds
+    bar = Progress(KIND, start, a["iterations"], enabled=progress, every=a["sample_every"])
+    done, losses = start, {}
+    for iteration in range(start, a["iterations"]):
+        losses = _step(m, next(batches).to(a["device"]) * 2 - 1, iteration, a)
         done = iteration + 1
-        if done % args.sample_every == 0:
-            _save_grid(G_ema, fixed_z, out / "samples" / f"{done:06d}.png")
-            if args.no_progress:
-                print(f"iter {done} loss_d {loss_d.item():.4f} loss_g {loss_g.item():.4f} "
-                      f"{time.time() - t0:.0f}s", flush=True)
-        if done % args.checkpoint_every == 0:
-            save_checkpoint(done)
-        if args.max_minutes is not None and time.time() - t0 > args.max_minutes * 60:
-            print(f"stopping at iteration {done}: --max-minutes {args.max_minutes} reached", file=sys.stderr)
+        bar.step(done, time.time() - t0, **losses)
+        if done % a["sample_every"] == 0:
+            save_grid(_samples(m.G_ema, a["seed"], a["device"]), folder / "samples" / f"{done:06d}.png", nrow=8)
+        if done % a["checkpoint_every"] == 0:
+            save_checkpoint(folder / CHECKPOINT, KIND, a, done, time.time() - t0, **m.state())
+        if a["max_minutes"] is not None and time.time() - t0 > a["max_minutes"] * 60:
+            print(f"stopping at iteration {done}: max_minutes {a['max_minutes']} reached", file=sys.stderr)
             break
     bar.close()
-    save_checkpoint(done)
-    _save_grid(G_ema, fixed_z, out / "samples" / "final.png")
-    argv = sys.argv[1:]
-    if argv[:2] == ["train-generator", "stylegan2"]:  # `semaug train-generator stylegan2 ...` / python -m
-        argv = argv[2:]
-    command = "semaug train-generator stylegan2 " + " ".join(shlex.quote(a) for a in argv)
-    save_generator(G_ema.cpu(), out / "G.safetensors", command=command, iterations=str(done),
-                   wall_seconds=f"{time.time() - t0:.0f}")
-    print(f"wrote {out / 'G.safetensors'} after {done} iterations ({time.time() - t0:.0f} s)")
-    return 0
+    save_checkpoint(folder / CHECKPOINT, KIND, a, done, time.time() - t0, **m.state())
+    return done, time.time() - t0, losses

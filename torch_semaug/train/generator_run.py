@@ -1,0 +1,277 @@
+"""What :func:`train_stylegan2` and :func:`train_glow` share: the ``data`` syntax, the order of the data, the
+run folder, the checkpoint and the resume rule.
+
+A run folder (``out``) receives:
+
+- ``checkpoint.pt``: weights, optimisers, the iteration, the run's arguments and the RNG states, written
+  atomically every ``checkpoint_every`` iterations and at the end; loaded with ``weights_only=True``;
+- ``generator.safetensors``: the frozen generator (``load_generator`` reads it), with the command line;
+- ``samples/NNNNNN.png`` every ``sample_every`` iterations and ``samples/final.png``;
+- ``metrics.json``: iterations, wall time and the kind's final losses.
+
+The resume rule: ``resume=PATH`` continues the run saved at ``PATH`` (a ``checkpoint.pt`` or the folder
+holding it) from its iteration; a missing ``PATH`` is an error, never a fresh start. An ``out`` that
+already holds a ``checkpoint.pt`` is refused without ``resume``. A resumed run draws the same data order,
+noise and mixing decisions as one that was never stopped, so on CPU it ends with the same weights.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, Subset
+from tqdm import tqdm
+
+from torch_semaug._checks import check_int_at_least, check_positive
+from torch_semaug._io import remove_stale_temporaries, write_atomic, write_text_atomic
+from torch_semaug.generators.io import save_generator
+
+CHECKPOINT = "checkpoint.pt"
+GENERATOR = "generator.safetensors"
+METRICS = "metrics.json"
+DATA_SYNTAX = ("an image folder (ImageFolder layout or flat), colormnist:VARIANT[:N], demo-shapes:VARIANT[:N] "
+               "or mnist:train|test[:N]")
+
+
+def load_images(spec: str, *, resolution: int | None = None, data_root: str | None = None,
+                mirror: bool = False) -> Dataset:
+    """``(image in [0, 1], label)`` pairs of the dataset ``spec`` names (see :data:`DATA_SYNTAX`).
+
+    Args:
+        spec: an image folder, ``colormnist:VARIANT[:N]``, ``demo-shapes:VARIANT[:N]`` or ``mnist:SPLIT[:N]``.
+        resolution: resize (shorter side) and centre-crop to this square size; ``None`` keeps the stored size.
+        data_root: folder holding ``MNIST/raw`` for ``mnist:`` and ``colormnist:`` (default ``$SEMAUG_DATA``).
+        mirror: random horizontal flips (drawn from torch's global generator).
+    """
+    from torchvision.transforms import v2
+
+    steps: list[Any] = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]
+    if resolution is not None:
+        check_int_at_least(resolution, 1, "resolution")
+        steps += [v2.Resize(resolution, antialias=True), v2.CenterCrop(resolution)]
+    if mirror:
+        steps.append(v2.RandomHorizontalFlip())
+    return _Mapped(_base_images(spec, data_root), v2.Compose(steps))
+
+
+def _base_images(spec: str, data_root: str | None) -> Dataset:
+    if not isinstance(spec, str) or not spec:
+        raise ValueError(f"data: expected {DATA_SYNTAX}, got {spec!r}")
+    if spec.startswith("colormnist:"):
+        from torch_semaug.data.color_mnist import parse_color_mnist
+
+        return parse_color_mnist(spec, data_root)
+    if spec.startswith("demo-shapes:"):
+        from torch_semaug.data.shapes import parse_demo_shapes
+
+        return parse_demo_shapes(spec)
+    if spec.startswith("mnist:"):
+        return _mnist(spec, data_root)
+    if not os.path.isdir(spec):
+        raise FileNotFoundError(f"data: no image folder at {spec!r}; expected {DATA_SYNTAX}")
+    from torchvision.datasets import ImageFolder
+
+    if any(p.is_dir() for p in Path(spec).iterdir()):
+        return ImageFolder(spec)
+    return _FlatFolder(spec)
+
+
+def _mnist(spec: str, data_root: str | None) -> Dataset:
+    from torchvision.datasets import MNIST
+
+    from torch_semaug.data.datasets import default_data_root
+
+    parts = spec.split(":")
+    if len(parts) not in (2, 3) or parts[1] not in ("train", "test") or (len(parts) == 3 and not parts[2].isdigit()):
+        raise ValueError(f"data: expected mnist:train or mnist:test with an optional :N, got {spec!r}")
+    root = data_root or default_data_root()
+    try:
+        mnist: Dataset = MNIST(root, train=parts[1] == "train", download=False)
+    except RuntimeError:
+        raise FileNotFoundError(f"data_root: no MNIST under {root!r} (expected {root}/MNIST/raw/*-ubyte); "
+                                "pass --data-root or set SEMAUG_DATA") from None
+    return Subset(mnist, range(min(int(parts[2]), len(mnist)))) if len(parts) == 3 else mnist
+
+
+class _FlatFolder(Dataset):
+    """Every image file directly inside a folder (label 0)."""
+
+    def __init__(self, root: str) -> None:
+        from torchvision.datasets.folder import IMG_EXTENSIONS, default_loader
+
+        self.files = sorted(p for p in Path(root).iterdir() if p.suffix.lower() in IMG_EXTENSIONS)
+        if not self.files:
+            raise FileNotFoundError(f"data: no images in {root!r}; expected {DATA_SYNTAX}")
+        self.loader = default_loader
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> tuple[object, int]:
+        return self.loader(str(self.files[index])), 0
+
+
+class _Mapped(Dataset):
+    def __init__(self, base: Dataset, transform: Any) -> None:
+        self.base, self.transform = base, transform
+
+    def __len__(self) -> int:
+        return len(self.base)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        image, label = self.base[index]
+        return self.transform(image).as_subclass(Tensor), int(label)
+
+
+def check_run_arguments(*, iterations: int, batch_size: int, lr: float, sample_every: int, checkpoint_every: int,
+                        max_minutes: float | None, threads: int | None, workers: int, seed: int) -> None:
+    """The checks every generator trainer makes before it touches a file."""
+    for name, value, minimum in (("iterations", iterations, 1), ("batch_size", batch_size, 1),
+                                 ("sample_every", sample_every, 1), ("checkpoint_every", checkpoint_every, 1),
+                                 ("workers", workers, 0), ("seed", seed, 0)):
+        check_int_at_least(value, minimum, name)
+    check_positive(lr, "lr")
+    if max_minutes is not None:
+        check_positive(max_minutes, "max_minutes")
+    if threads is not None:
+        check_int_at_least(threads, 1, "threads")
+
+
+class Progress:
+    """A tqdm bar, or (``enabled=False``, e.g. in a log file) one line every ``every`` iterations."""
+
+    def __init__(self, kind: str, start: int, total: int, *, enabled: bool, every: int) -> None:
+        self.kind, self.total, self.every = kind, total, every
+        self.bar = tqdm(total=total, initial=start, desc=kind, dynamic_ncols=True, file=sys.stderr) if enabled else None
+
+    def step(self, iteration: int, seconds: float, **values: float) -> None:
+        """Report that ``iteration`` iterations are done, with the current loss ``values``."""
+        text = {name: f"{value:.4f}" for name, value in values.items()}
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(text, refresh=False)
+        elif iteration % self.every == 0:
+            print(f"{self.kind} iteration {iteration}/{self.total} " + " ".join(f"{k} {v}" for k, v in text.items())
+                  + f" {seconds:.0f}s", flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def training_batches(dataset: Dataset, batch_size: int, *, seed: int, start: int = 0,
+                     workers: int = 0) -> Iterator[Tensor]:
+    """Image batches forever, in an order fixed by ``seed`` and the iteration alone.
+
+    Epoch ``e`` is a permutation drawn from ``seed + e`` (incomplete last batch dropped); starting at
+    iteration ``start`` skips straight to that batch, so a resumed run sees what an unstopped one would.
+    """
+    per_epoch = len(dataset) // batch_size  # type: ignore[arg-type]
+    if per_epoch == 0:
+        raise ValueError(f"batch_size: expected at most the {len(dataset)} training images, "  # type: ignore[arg-type]
+                         f"got {batch_size}")
+    epoch, skip = divmod(start, per_epoch)
+    while True:
+        order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed + epoch))  # type: ignore[arg-type]
+        order = order[skip * batch_size: per_epoch * batch_size].tolist()
+        # The loader's own generator: building it must not draw from the global stream the run restores.
+        loader = DataLoader(dataset, batch_size=batch_size, sampler=order, num_workers=workers,
+                            generator=torch.Generator().manual_seed(seed + epoch))
+        for images, _ in loader:
+            yield images
+        epoch, skip = epoch + 1, 0
+
+
+def rng_state() -> dict[str, Any]:
+    """torch's global random state (CPU and every CUDA device in use)."""
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else []
+    return {"cpu": torch.get_rng_state(), "cuda": cuda}
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["cpu"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: Path, kind: str, arguments: dict[str, Any], iteration: int, seconds: float,
+                    **state: Any) -> None:
+    """Write ``checkpoint.pt`` atomically: the kind's ``state`` plus what every run needs to continue."""
+    payload = dict(state, kind=kind, arguments=arguments, iteration=iteration, seconds=seconds, rng=rng_state())
+    write_atomic(path, lambda tmp: torch.save(payload, tmp))
+
+
+def checkpoint_path(resume: str | os.PathLike[str]) -> Path:
+    """The ``checkpoint.pt`` that ``resume`` names (the file or its folder); an error if there is none."""
+    path = Path(resume)
+    if path.is_dir():
+        path = path / CHECKPOINT
+    if not path.is_file():
+        raise FileNotFoundError(f"resume: no checkpoint at {os.fspath(resume)!r}; expected the checkpoint.pt "
+                                "of a train-generator run (or its folder)")
+    return path
+
+
+def read_checkpoint(resume: str | os.PathLike[str], kind: str) -> dict[str, Any]:
+    """The checkpoint ``resume`` names, checked to be a ``kind`` training checkpoint."""
+    path = checkpoint_path(resume)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # a truncated or foreign file: say which, whatever torch's reason
+        raise ValueError(f"resume: cannot read {os.fspath(path)!r} as a checkpoint ({error})") from None
+    if not isinstance(state, dict) or "arguments" not in state or "rng" not in state:
+        raise ValueError(f"resume: {os.fspath(path)!r} is not a checkpoint of `semaug train-generator`")
+    if state.get("kind") != kind:
+        raise ValueError(f"resume: {os.fspath(path)!r} is a {state.get('kind')} checkpoint, not {kind}")
+    return state
+
+
+def checkpoint_arguments(resume: str | os.PathLike[str], kind: str) -> dict[str, Any]:
+    """The keyword arguments the run saved at ``resume`` was started with (what ``--resume`` restores)."""
+    return dict(read_checkpoint(resume, kind)["arguments"])
+
+
+def open_run(out: Path, resume: str | os.PathLike[str] | None, kind: str) -> dict[str, Any] | None:
+    """Apply the resume rule to ``out``; the checkpoint to continue from, or ``None`` for a fresh run."""
+    own = out / CHECKPOINT
+    state = None
+    if resume is None:
+        if own.exists():
+            raise ValueError(f"out: {os.fspath(out)!r} already holds a run; pass --resume {os.fspath(own)} "
+                             "(resume= in Python) to continue it, or choose another out folder")
+    else:
+        state = read_checkpoint(resume, kind)
+        if own.exists() and not own.samefile(checkpoint_path(resume)):
+            raise ValueError(f"out: {os.fspath(own)!r} belongs to another run than the one resumed "
+                             f"({os.fspath(resume)!r}); choose another out folder")
+    out.mkdir(parents=True, exist_ok=True)
+    for name in (CHECKPOINT, GENERATOR, METRICS):  # what a killed writer left behind
+        remove_stale_temporaries(out / name)
+    return state
+
+
+def check_unchanged(state: dict[str, Any], arguments: dict[str, Any], names: Sequence[str]) -> None:
+    """Refuse to resume with architecture arguments other than those the checkpoint was trained with."""
+    saved = state["arguments"]
+    for name in names:
+        if name in saved and saved[name] != arguments[name]:
+            raise ValueError(f"{name}: the run being resumed was trained with {saved[name]!r}, got "
+                             f"{arguments[name]!r}; the architecture cannot change when resuming")
+
+
+def finish_run(out: Path, generator: torch.nn.Module, metrics: dict[str, Any], *, command: str | None,
+               data: str) -> Path:
+    """Write ``generator.safetensors`` (with the command line) and ``metrics.json``; returns the generator path."""
+    extra = {"data": data, "iterations": str(metrics["iterations"]), "wall_seconds": f"{metrics['seconds']:.0f}"}
+    if command is not None:
+        extra["command"] = command
+    save_generator(generator, out / GENERATOR, **extra)  # type: ignore[arg-type]
+    write_text_atomic(out / METRICS, json.dumps(metrics, indent=2) + "\n")
+    return out / GENERATOR
