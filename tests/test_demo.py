@@ -45,7 +45,7 @@ def test_demo_shapes_spec():
 def test_train_generator_reads_demo_shapes():
     from torch_semaug.train.generator_run import load_images
 
-    data = load_images("demo-shapes:train:12", resolution=16)
+    data = load_images("demo-shapes@12", resolution=16)
     assert len(data) == 12
     image = data[0][0]
     assert image.shape == (3, 16, 16) and image.min() >= 0 and image.max() <= 1 and image.min() < 0.05

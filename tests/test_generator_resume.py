@@ -14,10 +14,10 @@ from safetensors.torch import load_file
 
 from torch_semaug.cli import main
 
-STYLEGAN2 = ["stylegan2", "--data", "colormnist:tiny:16", "--resolution", "16", "-b", "4", "--z-dim", "8", "--w-dim",
+STYLEGAN2 = ["stylegan2", "--data", "colormnist:tiny@16", "--resolution", "16", "-b", "4", "--z-dim", "8", "--w-dim",
              "8", "--mapping-layers", "2", "--channel-base", "64", "--channel-max", "8", "--r1-every", "2",
              "--mixing-prob", "0.5", "--mirror"]
-GLOW = ["glow", "--data", "demo-shapes:train:16", "--scale", "smoke", "-b", "4", "--width", "8", "--warmup", "2"]
+GLOW = ["glow", "--data", "demo-shapes@16", "--scale", "smoke", "-b", "4", "--width", "8", "--warmup", "2"]
 COMMON = ["--iterations", "6", "--checkpoint-every", "2", "--sample-every", "3", "--threads", "1", "--device", "cpu",
           "--no-progress"]
 

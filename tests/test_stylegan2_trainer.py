@@ -96,23 +96,23 @@ def test_recorded_command_is_the_command_line(tmp_path):
     from torch_semaug.generators.io import read_metadata
 
     out = tmp_path / "run"
-    argv = ["train-generator", "stylegan2", "--data", "demo-shapes:train:8", "--out", str(out), "--iterations", "1",
+    argv = ["train-generator", "stylegan2", "--data", "demo-shapes@8", "--out", str(out), "--iterations", "1",
             *ARGS]
     assert main(argv) == 0
     command = read_metadata(out / "generator.safetensors")["command"]
-    assert command.startswith(f"semaug train-generator stylegan2 --data demo-shapes:train:8 --out {out} ")
+    assert command.startswith(f"semaug train-generator stylegan2 --data demo-shapes@8 --out {out} ")
     assert "-b" not in command.split() and "--batch-size 4" in command and "--mirror" not in command
 
 
 def test_library_call_takes_keyword_arguments(tmp_path):
     from torch_semaug.train.stylegan2_trainer import train_stylegan2
 
-    metrics = train_stylegan2(data="demo-shapes:train:8", out=tmp_path / "run", resolution=16, iterations=1,
+    metrics = train_stylegan2(data="demo-shapes@8", out=tmp_path / "run", resolution=16, iterations=1,
                               batch_size=4, z_dim=8, w_dim=8, mapping_layers=2, channel_base=64, channel_max=8,
                               threads=1, progress=False)
     assert metrics["iterations"] == 1 and StyleGAN2.load(metrics["generator"]).resolution == 16
     with pytest.raises(ValueError, match="iterations: expected an integer >= 1, got -5"):
-        train_stylegan2(data="demo-shapes:train:8", out=tmp_path / "other", iterations=-5)
+        train_stylegan2(data="demo-shapes@8", out=tmp_path / "other", iterations=-5)
     assert not (tmp_path / "other").exists()
 
 

@@ -61,8 +61,8 @@ def _add_run_args(parser: argparse.ArgumentParser, d: dict[str, Any]) -> None:
 
     run = parser.add_argument_group("run (the same for every kind)")
     run.add_argument("--data", default=None, help=f"training images: {DATA_SYNTAX} (required unless --resume)")
-    run.add_argument("--data-root", default=None, help="folder holding MNIST/raw for mnist: and colormnist: "
-                     "(default: $SEMAUG_DATA)")
+    run.add_argument("--data-root", default=None, help="data root of a dataset name (default: $SEMAUG_DATA, "
+                     "else ./data)")
     run.add_argument("--out", default=None, metavar="DIR", help="run folder: checkpoint.pt, generator.safetensors, "
                      "samples/, metrics.json (required unless --resume)")
     run.add_argument("--resume", default=None, metavar="PATH", help="continue the run saved at PATH (its "
@@ -118,7 +118,9 @@ def _add_glow_args(parser: argparse.ArgumentParser, d: dict[str, Any], module: A
     group.add_argument("--optimizer", choices=sorted(module.OPTIMIZERS), help="(preset; adam unless paper)")
     group.add_argument("--clip", type=positive_float, default=d["clip"], help="gradient-norm clipping threshold")
     group.add_argument("--n-bits", type=positive_int, default=d["n_bits"], help="bits per colour channel (1-8)")
-    group.add_argument("--eval-data", default=None, help="held-out images for the final test bits/dim (same syntax)")
+    group.add_argument("--eval-data", default=None,
+                       help="held-out images for the final test bits/dim: an image folder or a dataset name (its "
+                            "test split)")
     group.add_argument("--eval-limit", type=positive_int, default=None, help="use only the first N held-out images")
     # The preset decides these unless typed: no argparse default, so --help and the run agree.
     for name in ("iterations", "max_minutes", "batch_size", "lr"):

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from torch_semaug._checks import check_int_at_least, check_positive
@@ -36,18 +36,20 @@ from torch_semaug.generators.io import save_generator
 CHECKPOINT = "checkpoint.pt"
 GENERATOR = "generator.safetensors"
 METRICS = "metrics.json"
-DATA_SYNTAX = ("an image folder (ImageFolder layout or flat), colormnist:VARIANT[:N], demo-shapes:VARIANT[:N] "
-               "or mnist:train|test[:N]")
+DATA_SYNTAX = ("an image folder (class subfolders or flat) or a dataset name of `semaug train` (torch/cifar10, "
+               "torch/mnist, colormnist[:VARIANT], demo-shapes[:VARIANT], folder:PATH, each with an optional @N)")
 
 
-def load_images(spec: str, *, resolution: int | None = None, data_root: str | None = None,
+def load_images(data: str, *, split: str = "train", resolution: int | None = None, data_root: str | None = None,
                 mirror: bool = False) -> Dataset:
-    """``(image in [0, 1], label)`` pairs of the dataset ``spec`` names (see :data:`DATA_SYNTAX`).
+    """``(image in [0, 1], label)`` pairs of the images ``data`` names (see :data:`DATA_SYNTAX`).
 
     Args:
-        spec: an image folder, ``colormnist:VARIANT[:N]``, ``demo-shapes:VARIANT[:N]`` or ``mnist:SPLIT[:N]``.
+        data: an image folder (``ImageFolder`` layout, or image files directly inside: label 0), or a name for
+            :func:`~torch_semaug.data.datasets.create_dataset`.
+        split: the split of a dataset name (``"train"`` or ``"test"``); ignored for an image folder.
         resolution: resize (shorter side) and centre-crop to this square size; ``None`` keeps the stored size.
-        data_root: folder holding ``MNIST/raw`` for ``mnist:`` and ``colormnist:`` (default ``$SEMAUG_DATA``).
+        data_root: the data root of a dataset name (default ``$SEMAUG_DATA``, else ``./data``).
         mirror: random horizontal flips (drawn from torch's global generator).
     """
     from torchvision.transforms import v2
@@ -58,46 +60,24 @@ def load_images(spec: str, *, resolution: int | None = None, data_root: str | No
         steps += [v2.Resize(resolution, antialias=True), v2.CenterCrop(resolution)]
     if mirror:
         steps.append(v2.RandomHorizontalFlip())
-    return _Mapped(_base_images(spec, data_root), v2.Compose(steps))
+    return _Mapped(_base_images(data, split, data_root), v2.Compose(steps))
 
 
-def _base_images(spec: str, data_root: str | None) -> Dataset:
-    if not isinstance(spec, str) or not spec:
-        raise ValueError(f"data: expected {DATA_SYNTAX}, got {spec!r}")
-    if spec.startswith("colormnist:"):
-        from torch_semaug.data.color_mnist import parse_color_mnist
+def _base_images(data: str, split: str, data_root: str | None) -> Dataset:
+    from torch_semaug.data.datasets import create_dataset, parse_dataset_name
 
-        return parse_color_mnist(spec, data_root)
-    if spec.startswith("demo-shapes:"):
-        from torch_semaug.data.shapes import parse_demo_shapes
-
-        return parse_demo_shapes(spec)
-    if spec.startswith("mnist:"):
-        return _mnist(spec, data_root)
-    if not os.path.isdir(spec):
-        raise FileNotFoundError(f"data: no image folder at {spec!r}; expected {DATA_SYNTAX}")
-    from torchvision.datasets import ImageFolder
-
-    if any(p.is_dir() for p in Path(spec).iterdir()):
-        return ImageFolder(spec)
-    return _FlatFolder(spec)
-
-
-def _mnist(spec: str, data_root: str | None) -> Dataset:
-    from torchvision.datasets import MNIST
-
-    from torch_semaug.data.datasets import default_data_root
-
-    parts = spec.split(":")
-    if len(parts) not in (2, 3) or parts[1] not in ("train", "test") or (len(parts) == 3 and not parts[2].isdigit()):
-        raise ValueError(f"data: expected mnist:train or mnist:test with an optional :N, got {spec!r}")
-    root = data_root or default_data_root()
+    if not isinstance(data, str) or not data:
+        raise ValueError(f"data: expected {DATA_SYNTAX}, got {data!r}")
     try:
-        mnist: Dataset = MNIST(root, train=parts[1] == "train", download=False)
-    except RuntimeError:
-        raise FileNotFoundError(f"data_root: no MNIST under {root!r} (expected {root}/MNIST/raw/*-ubyte); "
-                                "pass --data-root or set SEMAUG_DATA") from None
-    return Subset(mnist, range(min(int(parts[2]), len(mnist)))) if len(parts) == 3 else mnist
+        parse_dataset_name(data)
+    except ValueError:
+        if not os.path.isdir(data):
+            raise FileNotFoundError(f"data: {data!r} is neither an image folder nor a dataset name; expected "
+                                    f"{DATA_SYNTAX}") from None
+        from torchvision.datasets import ImageFolder
+
+        return ImageFolder(data) if any(p.is_dir() for p in Path(data).iterdir()) else _FlatFolder(data)
+    return create_dataset(data, data_root, split)
 
 
 class _FlatFolder(Dataset):

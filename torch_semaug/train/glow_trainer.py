@@ -69,8 +69,8 @@ def train_glow(
     """Train (or, with ``resume``, continue) a Glow; returns the metrics written to ``out/metrics.json``.
 
     Args:
-        data: training images: an image folder, ``mnist:train|test[:N]``, ``colormnist:VARIANT[:N]`` or
-            ``demo-shapes:VARIANT[:N]``.
+        data: training images: an image folder or a dataset name (``torch/mnist``, ``colormnist:uniform@1000``,
+            ...; its train split).
         out: run folder (``checkpoint.pt``, ``generator.safetensors``, ``samples/``, ``metrics.json``).
         resolution: resize and centre-crop images to this square size (``None``: as stored).
         levels: multi-scale levels (lowered until the image size is divisible by ``2**levels``).
@@ -84,12 +84,13 @@ def train_glow(
         warmup: warm-up length in iterations.
         optimizer: ``"adam"`` or ``"adamax"``.
         clip: gradient-norm clipping threshold.
-        eval_data: held-out images for the final test bits/dim (same syntax as ``data``).
+        eval_data: held-out images for the final test bits/dim: an image folder or a dataset name (its test
+            split).
         eval_limit: use only the first N held-out images.
         sample_every: write ``samples/NNNNNN.png`` (and a log line without ``progress``) this often.
         checkpoint_every: write ``checkpoint.pt`` this often.
         resume: continue the run saved at this ``checkpoint.pt`` (or its folder).
-        data_root: folder holding ``MNIST/raw`` for ``mnist:`` and ``colormnist:``.
+        data_root: the data root of a dataset name (default ``$SEMAUG_DATA``, else ``./data``).
         seed: seeds initialisation, data order and dequantisation noise.
         device: torch device.
         threads: torch CPU threads (``None``: torch's default).
@@ -110,7 +111,7 @@ def train_glow(
         check_unchanged(state, arguments, ARCHITECTURE)
     torch.manual_seed(seed)
     dataset = load_images(data, resolution=resolution, data_root=data_root)
-    held_out = load_images(eval_data, resolution=resolution, data_root=data_root) if eval_data else None
+    held_out = load_images(eval_data, split="test", resolution=resolution, data_root=data_root) if eval_data else None
     glow = _build(dataset, arguments)
     opt = OPTIMIZERS[optimizer](glow.parameters(), lr=lr)
     start, seconds, bpd = 0, 0.0, float("nan")

@@ -82,8 +82,8 @@ def train_stylegan2(
     """Train (or, with ``resume``, continue) a StyleGAN2; returns the metrics written to ``out/metrics.json``.
 
     Args:
-        data: training images: an image folder, ``colormnist:VARIANT[:N]``, ``demo-shapes:VARIANT[:N]``
-            or ``mnist:train|test[:N]``.
+        data: training images: an image folder or a dataset name (``colormnist:uniform``, ``demo-shapes@500``,
+            ``torch/cifar10``, ...; its train split).
         out: run folder (``checkpoint.pt``, ``generator.safetensors``, ``samples/``, ``metrics.json``).
         resolution: image size, a power of two from 16 to 1024.
         iterations: total iterations (one D and one G step each), counted over resumes.
@@ -103,7 +103,7 @@ def train_stylegan2(
         init_from: fine-tune: start G, D, the EMA and both optimisers from another run's ``checkpoint.pt``,
             counting iterations from 0.
         resume: continue the run saved at this ``checkpoint.pt`` (or its folder); see the resume rule.
-        data_root: folder holding ``MNIST/raw`` for ``colormnist:`` and ``mnist:``.
+        data_root: the data root of a dataset name (default ``$SEMAUG_DATA``, else ``./data``).
         seed: seeds initialisation, data order, noise and mixing.
         device: torch device.
         threads: torch CPU threads (``None``: torch's default).
