@@ -93,10 +93,17 @@ class GeneratorCase:
     round_trip_tol: float = 1e-4
 
 
+def _first_channels(n: int) -> torch.Tensor:
+    """A mask over the flattened (3, 16, 16) latent of the identity generator: the first ``n`` channels."""
+    mask = torch.zeros(3, 16, 16, dtype=torch.bool)
+    mask[:n] = True
+    return mask.flatten()
+
+
 def _identity_attack(**kwargs) -> Callable[..., SemanticTransform]:
     def make(p: float, rng: torch.Generator | None, model: nn.Module | None) -> SemanticTransform:
         generator = ts.IdentityGenerator((3, 16, 16))
-        return ts.AdversarialLatentAttack(generator, model, p=p, rng=rng, **kwargs)
+        return ts.AdversarialLatentAttack(generator, model=model, p=p, rng=rng, **kwargs)
 
     return make
 
@@ -118,8 +125,8 @@ TRANSFORM_CASES: list[TransformCase] = [
     TransformCase(
         "adversarial_latent_attack-normalised-slice",
         lambda p, rng, model: ts.AdversarialLatentAttack(
-            ts.IdentityGenerator((3, 16, 16), image_range=(-1.0, 1.0)), model, eps=0.05, step_size=0.02,
-            steps=2, latent_slice=slice(0, 2), p=p, rng=rng, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3),
+            ts.IdentityGenerator((3, 16, 16), image_range=(-1.0, 1.0)), model=model, eps=0.05, step_size=0.02,
+            steps=2, mask=_first_channels(2), p=p, rng=rng, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3),
         ),
         (3, 16, 16),
         adversarial=True,
@@ -152,7 +159,7 @@ def _flow_perturb(**kwargs) -> Callable[..., SemanticTransform]:
     def make(p: float, rng: torch.Generator | None, model: nn.Module | None) -> SemanticTransform:
         from tests.flow_factories import tiny_glow
 
-        return ts.FlowPerturb(tiny_glow(), model=model, p=p, rng=rng, **kwargs)
+        return ts.FlowPerturb(tiny_glow(), p=p, rng=rng, **kwargs).bind(model)
 
     return make
 
@@ -166,7 +173,7 @@ def _glow_latents(images: torch.Tensor) -> torch.Tensor:
 
 TRANSFORM_CASES += [
     TransformCase("flow_perturb-random-linf", _flow_perturb(eps=0.25, norm="linf"), (3, 16, 16), adversarial=False),
-    TransformCase("flow_perturb-random-untruncated", _flow_perturb(eps=0.1, norm=None), (3, 16, 16),
+    TransformCase("flow_perturb-random-untruncated", _flow_perturb(eps=0.1, norm="none"), (3, 16, 16),
                   adversarial=False),
     TransformCase(
         "flow_perturb-random-l2-normalised",
@@ -238,7 +245,7 @@ def _latent_mix(encoder: bool = False, **kwargs) -> Callable[..., SemanticTransf
 
             torch.manual_seed(1)
             generator.attach_encoder(LearnedEncoder(generator, width=4))
-        return ts.LatentMix(generator, model, p=p, rng=rng, **kwargs)
+        return ts.LatentMix(generator, p=p, rng=rng, **kwargs).bind(model)
 
     return make
 
@@ -246,13 +253,14 @@ def _latent_mix(encoder: bool = False, **kwargs) -> Callable[..., SemanticTransf
 TRANSFORM_CASES += [
     TransformCase("latent_mix-random-cached", _latent_mix(), (3, 16, 16), adversarial=False,
                   latents=_stylegan_latents),
-    TransformCase("latent_mix-random-encoder-resized", _latent_mix(encoder=True, split=2), (3, 24, 24),
+    TransformCase("latent_mix-random-encoder-resized", _latent_mix(encoder=True, layers=(2, 6)), (3, 24, 24),
                   adversarial=False),
-    TransformCase("latent_mix-adversarial", _latent_mix(encoder=True, mode="adversarial", steps=2, restarts=2),
+    TransformCase("latent_mix-adversarial", _latent_mix(encoder=True, mode="adversarial", steps=2, restarts=2,
+                                                         on_failure="highest_loss"),
                   (3, 16, 16), adversarial=True, latents=_stylegan_latents),
     TransformCase(
         "latent_mix-adversarial-normalised-encoder",
-        _latent_mix(encoder=True, mode="adversarial", steps=1, restarts=1, early_stop=False,
+        _latent_mix(encoder=True, mode="adversarial", steps=1, restarts=1, early_stop=False, on_failure="highest_loss",
                     mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)),
         (3, 16, 16), adversarial=True, normalize=((0.5, 0.5, 0.5), (0.25, 0.25, 0.25)),
     ),
@@ -277,7 +285,7 @@ def _direction_edit(**kwargs) -> Callable[..., SemanticTransform]:
 
         torch.manual_seed(1)  # an untrained encoder: calls without latents= encode the images
         generator.attach_encoder(LearnedEncoder(generator, width=4))
-        return ts.DirectionEdit(generator, _stylegan_directions(), model=model, p=p, rng=rng, **kwargs)
+        return ts.DirectionEdit(generator, directions=_stylegan_directions(), p=p, rng=rng, **kwargs).bind(model)
 
     return make
 

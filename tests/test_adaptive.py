@@ -35,8 +35,8 @@ class LinearClassifier(nn.Module):
 
 def attack(model: nn.Module, **kwargs) -> AdversarialLatentAttack:
     return AdversarialLatentAttack(
-        IdentityGenerator((3, 4, 4)), model, eps=0.05, step_size=0.02, steps=2, rng=torch.Generator().manual_seed(0),
-        **kwargs,
+        IdentityGenerator((3, 4, 4)), model=model, eps=0.05, step_size=0.02, steps=2, random_start=False,
+        rng=torch.Generator().manual_seed(0), **kwargs,
     )
 
 
@@ -56,18 +56,53 @@ def test_adaptive_eps_grows_only_for_examples_still_classified_correctly():
     assert torch.allclose(state.eps, expected)
 
 
-def test_adaptive_eps_is_the_radius_of_each_examples_attack():
+def test_adaptive_eps_attacks_at_eps_i_plus_rho():
     state = AdaptiveEps(4, start=0.01, rho=0.01, eps_max=0.5)
     with torch.no_grad():
-        state.eps.copy_(torch.tensor([0.01, 0.2, 0.05, 0.4]))
+        state.eps.copy_(torch.tensor([0.01, 0.2, 0.05, 0.495]))
     t = attack(LinearClassifier(), adaptive_eps=state)
     t.eval()  # no update: the state stays as set
     images = torch.rand(4, 3, 4, 4) * 0.5 + 0.25
     out, _ = t(images, torch.tensor([0, 1, 2, 0]), indices=torch.tensor([0, 1, 2, 3]))
     moved = (out - images).flatten(1).abs().max(1).values
-    assert torch.all(moved <= state.eps + 1e-6)
-    assert moved[3] > 0.05  # the step size scales with eps_i, so large radii are used
-    assert torch.equal(state.eps, torch.tensor([0.01, 0.2, 0.05, 0.4]))
+    radius = (state.eps + 0.01).clamp(max=0.5)  # eps_i + rho, capped at eps_max
+    assert torch.all(moved <= radius + 1e-6)
+    assert moved[3] > 0.05  # the step size scales with the radius, so large radii are used
+    assert torch.equal(state.eps, torch.tensor([0.01, 0.2, 0.05, 0.495]))
+
+
+class MeanThreshold(nn.Module):
+    """Class 1 once the image's mean exceeds 0.5: an l-inf attack of radius r on a constant image v fools
+    (label 0) exactly when v + r > 0.5, so each example's margin to the boundary is 0.5 - v."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.tensor(100.0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        score = self.scale * (x.flatten(1).mean(1) - 0.5)
+        return torch.stack([torch.zeros_like(score), score], 1)
+
+
+def test_adaptive_eps_follows_natra_3_4_3():
+    start, rho, eps_max = 0.05, 0.05, 0.2
+    margins = torch.tensor([0.02, 0.08, 0.12, 0.3])
+
+    def reference(eps: torch.Tensor) -> torch.Tensor:
+        # NaTra 3.4.3: attack at eps_i + rho (capped); fooled -> eps_i kept, else eps_i + rho (capped)
+        fooled = (eps + rho).clamp(max=eps_max) > margins
+        return torch.where(fooled, eps, (eps + rho).clamp(max=eps_max))
+
+    state = AdaptiveEps(4, start=start, rho=rho, eps_max=eps_max)
+    t = AdversarialLatentAttack(IdentityGenerator((3, 4, 4)), model=MeanThreshold(), eps=0.1, step_size=0.1, steps=2,
+                                random_start=False, adaptive_eps=state)
+    images = (0.5 - margins).view(4, 1, 1, 1).expand(4, 3, 4, 4).clone()
+    expected = torch.full((4,), start)
+    for _ in range(4):
+        t(images, torch.zeros(4, dtype=torch.long), indices=torch.arange(4))
+        expected = reference(expected)
+        assert torch.allclose(state.eps, expected)
+    assert torch.allclose(expected, torch.tensor([0.05, 0.05, 0.1, 0.2]))
 
 
 def test_state_dict_round_trip_resumes_eps():
@@ -164,7 +199,8 @@ def _adversarial_with_adaptive(name: str, model: nn.Module, **kwargs):
     from tests.flow_factories import tiny_glow
 
     if name == "latent_mix":
-        return ts.LatentMix(_stylegan2(), model, mode="adversarial", steps=1, restarts=1, early_stop=False, **kwargs)
+        return ts.LatentMix(_stylegan2(), model=model, mode="adversarial", steps=1, restarts=1, early_stop=False,
+                            on_failure="highest_loss", **kwargs)
     return ts.FlowPerturb(tiny_glow(), model=model, mode="adversarial", eps=0.5, norm="l2", step_size=0.25,
                           steps=1, **kwargs)
 
@@ -185,7 +221,7 @@ def test_every_adversarial_transform_takes_adaptive_eps_and_label_smoothing(name
         fooled = model(out).argmax(1) != labels
     # eps grows exactly for the examples the attack did not fool; other dataset entries stay at start
     expected = torch.full((8,), 0.01)
-    expected[indices[~fooled]] = 0.02
+    expected[indices[~fooled]] = 0.02  # the attack ran at eps_i + rho = 0.02 and did not fool
     assert torch.allclose(state.eps, expected)
     # soft labels: rows sum to 1, at least 1 - c * eps_i on the true class (the Dirichlet part may add to it)
     assert soft.shape == (6, 5) and torch.allclose(soft.sum(1), torch.ones(6))

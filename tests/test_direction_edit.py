@@ -12,11 +12,9 @@ from torch_semaug.directions import Directions, find_directions
 
 
 @pytest.fixture(scope="module")
-def stylegan() -> StyleGAN2:
-    """A tiny randomly initialised StyleGAN2: 16 px, 6 W+ layers of 16 dimensions."""
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        return StyleGAN2(16, z_dim=16, w_dim=16, mapping_layers=2, channel_base=256, channel_max=16).freeze()
+def stylegan(tiny_stylegan2) -> StyleGAN2:
+    """The tiny StyleGAN2 of tests/conftest.py: 16 px, 6 W+ layers of 16 dimensions."""
+    return tiny_stylegan2
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +50,7 @@ def coefficients(dirs: Directions, before: torch.Tensor, after: torch.Tensor, la
 
 
 def test_random_mode_draws_coefficients_in_strength_on_the_chosen_layers(stylegan, dirs):
-    t = DirectionEdit(stylegan, dirs, components=[0, 2], layers=(1, 3), strength=(-1.5, 0.5),
+    t = DirectionEdit(stylegan, directions=dirs, components=[0, 2], layers=(1, 3), strength=(-1.5, 0.5),
                       rng=torch.Generator().manual_seed(0))
     latents, images, _ = batch(stylegan)
     moved = t._move(latents, None, _ctx(t))
@@ -73,23 +71,23 @@ def _ctx(t: DirectionEdit):
 
 def test_random_mode_is_reproducible_and_runs_per_sample(stylegan, dirs):
     latents, images, _ = batch(stylegan, 2)
-    a = DirectionEdit(stylegan, dirs, rng=torch.Generator().manual_seed(3))(images, latents=latents)
-    b = DirectionEdit(stylegan, dirs, rng=torch.Generator().manual_seed(3))(images, latents=latents)
+    a = DirectionEdit(stylegan, directions=dirs, rng=torch.Generator().manual_seed(3))(images, latents=latents)
+    b = DirectionEdit(stylegan, directions=dirs, rng=torch.Generator().manual_seed(3))(images, latents=latents)
     assert torch.equal(a, b)
-    one = DirectionEdit(stylegan, dirs)(images[0], latents=latents[0])
+    one = DirectionEdit(stylegan, directions=dirs)(images[0], latents=latents[0])
     assert one.shape == images[0].shape
 
 
 def test_adversarial_mode_raises_the_loss_within_the_ball(stylegan, dirs):
     latents, images, labels = batch(stylegan, 8)
     model = SmallNet()
-    t = DirectionEdit(stylegan, dirs, model=model, mode="adversarial", eps=1.0, steps=4, layers=(0, 4))
+    t = DirectionEdit(stylegan, directions=dirs, model=model, mode="adversarial", eps=1.0, steps=4, layers=(0, 4))
     out, same = t(images, labels, latents=latents)
     assert torch.equal(same, labels)
     with torch.no_grad():
         clean = F.cross_entropy(model(images), labels)
         attacked = F.cross_entropy(model(out), labels)
-        rand = DirectionEdit(stylegan, dirs, strength=(-1.0, 1.0), rng=torch.Generator().manual_seed(0))
+        rand = DirectionEdit(stylegan, directions=dirs, strength=(-1.0, 1.0), rng=torch.Generator().manual_seed(0))
         random_loss = F.cross_entropy(model(rand(images, latents=latents)), labels)
     assert attacked > clean and attacked > random_loss
     # Recover r of the returned images: PGD ran on r only, so decoding the edit reproduces them.
@@ -108,7 +106,7 @@ def _adv_ctx(t, model, images):
 def test_adversarial_box_is_the_eps_ball_cut_by_strength(stylegan, dirs):
     latents, images, labels = batch(stylegan, 6)
     model = SmallNet()
-    t = DirectionEdit(stylegan, dirs, model=model, mode="adversarial", strength=(0.5, 3.0), eps=1.0, steps=3)
+    t = DirectionEdit(stylegan, directions=dirs, model=model, mode="adversarial", strength=(0.5, 3.0), eps=1.0, steps=3)
     moved = t._move(latents, labels, _adv_ctx(t, model, images))
     r = coefficients(dirs, latents, moved, 0)
     assert r.min() >= 0.5 - 1e-4 and r.max() <= 1.0 + 1e-4
@@ -117,7 +115,7 @@ def test_adversarial_box_is_the_eps_ball_cut_by_strength(stylegan, dirs):
 def test_adversarial_with_adaptive_eps_and_label_smoothing(stylegan, dirs):
     latents, images, labels = batch(stylegan, 6)
     state = AdaptiveEps(20, start=0.5, rho=0.25, eps_max=2.0)
-    t = DirectionEdit(stylegan, dirs, model=SmallNet(), mode="adversarial", steps=2, adaptive_eps=state,
+    t = DirectionEdit(stylegan, directions=dirs, model=SmallNet(), mode="adversarial", steps=2, adaptive_eps=state,
                       label_smoothing=0.1, rng=torch.Generator().manual_seed(0))
     indices = torch.tensor([3, 4, 5, 10, 11, 19])
     _, soft = t(images, labels, latents=latents, indices=indices)
@@ -139,34 +137,48 @@ def test_directions_load_from_a_path_and_registry(tmp_path, stylegan, dirs):
 def test_bad_input(stylegan, dirs):
     other = Directions(torch.eye(3)[:2], torch.zeros(3), torch.ones(2), "pca", {"generator_kind": "stylegan2"})
     with pytest.raises(ValueError, match="directions.*w_dim=16"):
-        DirectionEdit(stylegan, other)
+        DirectionEdit(stylegan, directions=other)
     with pytest.raises(TypeError, match="directions"):
-        DirectionEdit(stylegan, torch.eye(8))
+        DirectionEdit(stylegan, directions=torch.eye(8))
     with pytest.raises(ValueError, match="components"):
-        DirectionEdit(stylegan, dirs, components=[0, 4])
+        DirectionEdit(stylegan, directions=dirs, components=[0, 4])
     with pytest.raises(ValueError, match="components"):
-        DirectionEdit(stylegan, dirs, components=[])
+        DirectionEdit(stylegan, directions=dirs, components=[])
     with pytest.raises(ValueError, match="layers"):
-        DirectionEdit(stylegan, dirs, layers=(2, 2))
+        DirectionEdit(stylegan, directions=dirs, layers=(2, 2))
     with pytest.raises(ValueError, match="layers"):
-        DirectionEdit(stylegan, dirs, layers=(3, 1))
+        DirectionEdit(stylegan, directions=dirs, layers=(3, 1))
     with pytest.raises(ValueError, match="layers"):
-        DirectionEdit(stylegan, dirs, layers=(0, 7))
+        DirectionEdit(stylegan, directions=dirs, layers=(0, 7))
     for strength in [(2.0, -2.0), (1.0,), 3.0, ("a", 1)]:
         with pytest.raises(ValueError, match="strength"):
-            DirectionEdit(stylegan, dirs, strength=strength)
+            DirectionEdit(stylegan, directions=dirs, strength=strength)
     with pytest.raises(ValueError, match="eps"):
-        DirectionEdit(stylegan, dirs, mode="adversarial", strength=(1.0, 2.0), eps=0.5)
+        DirectionEdit(stylegan, directions=dirs, mode="adversarial", strength=(1.0, 2.0), eps=0.5)
     with pytest.raises(ValueError, match="mode"):
-        DirectionEdit(stylegan, dirs, mode="worst")
+        DirectionEdit(stylegan, directions=dirs, mode="worst")
     with pytest.raises(TypeError, match="generator"):
         from torch_semaug import IdentityGenerator
 
-        DirectionEdit(IdentityGenerator((3, 4, 4)), dirs)
+        DirectionEdit(IdentityGenerator((3, 4, 4)), directions=dirs)
     latents, images, labels = batch(stylegan, 2)
-    t = DirectionEdit(stylegan, dirs, model=SmallNet(), mode="adversarial",
+    t = DirectionEdit(stylegan, directions=dirs, model=SmallNet(), mode="adversarial",
                       adaptive_eps=AdaptiveEps(4, start=0.5, rho=0.1, eps_max=1.0))
     with pytest.raises(ValueError, match="indices"):
         t(images, labels, latents=latents)
     with pytest.raises(ValueError, match="adaptive_eps"):
-        DirectionEdit(stylegan, dirs, adaptive_eps=AdaptiveEps(4, start=0.5, rho=0.1, eps_max=1.0))
+        DirectionEdit(stylegan, directions=dirs, adaptive_eps=AdaptiveEps(4, start=0.5, rho=0.1, eps_max=1.0))
+    with pytest.raises(ValueError, match="norm: expected one of \\['linf'\\]"):
+        DirectionEdit(stylegan, directions=dirs, mode="adversarial", norm="l2")
+    with pytest.raises(ValueError, match="steps: not used by mode='random'"):
+        DirectionEdit(stylegan, directions=dirs, steps=3)
+
+
+def test_a_mask_restricts_the_edit_entrywise(stylegan, dirs):
+    latents, images, _ = batch(stylegan)
+    mask = torch.zeros(stylegan.num_ws, stylegan.w_dim, dtype=torch.bool)
+    mask[2, ::2] = True
+    t = DirectionEdit(stylegan, directions=dirs, mask=mask.flatten(), rng=torch.Generator().manual_seed(0))
+    moved = t._move(latents, None, _ctx(t))
+    changed = (moved != latents).any(0)
+    assert changed[mask].all() and not changed[~mask].any()

@@ -18,7 +18,7 @@ def _mid_images(n: int, seed: int = 0) -> torch.Tensor:
 
 
 def _move(transform: ts.FlowPerturb, latents: torch.Tensor, seed: int) -> torch.Tensor:
-    ctx = MoveContext(decode=transform.flow.decode, classifier=None, indices=None,
+    ctx = MoveContext(decode=transform.generator.decode, classifier=None, indices=None,
                       rng=torch.Generator().manual_seed(seed))
     return transform._move(latents, None, ctx)
 
@@ -32,9 +32,9 @@ def test_random_noise_and_truncation():
     assert (delta.abs() > eps - 1e-6).float().mean() > 0.2  # N(0, 1) * eps exceeds eps ~32% of the time
     delta = _move(ts.FlowPerturb(glow, eps=1.0, norm="l2"), z, 0) - z
     assert torch.allclose(delta.norm(dim=1), torch.ones(4), atol=1e-4)  # sqrt(D) >> 1: always rescaled
-    delta = _move(ts.FlowPerturb(glow, eps=0.5, norm=None), z, 0) - z
+    delta = _move(ts.FlowPerturb(glow, eps=0.5, norm="none"), z, 0) - z
     assert abs(float((delta / 0.5).std()) - 1.0) < 0.05 and abs(float(delta.mean())) < 0.05
-    again = _move(ts.FlowPerturb(glow, eps=0.5, norm=None), z, 0) - z
+    again = _move(ts.FlowPerturb(glow, eps=0.5, norm="none"), z, 0) - z
     assert torch.equal(delta, again)
 
 
@@ -66,11 +66,23 @@ def test_adversarial_stays_in_the_ball_and_raises_the_loss():
     assert attacked > clean and attacked > random
 
 
-def test_create_and_flow_name():
+def test_create_and_the_papers_defaults():
     glow = tiny_glow()
-    t = ts.create("flow_perturb", generator=glow, mode="adversarial", eps=1.0, norm="l2", step_size=0.5)
-    assert t.flow is glow and t.generator is glow and t.steps == 3
+    t = ts.create("flow_perturb", generator=glow, mode="adversarial")
+    assert t.generator is glow
+    # A-LA, CIFAR-10 (Yueksel et al.): l2, eps 1.0, alpha 0.5, k 3, random start; R-LA: l-inf, eps 0.25
+    assert (t.norm, t.eps, t.step_size, t.steps, t.random_start) == ("l2", 1.0, 0.5, 3, True)
+    rla = ts.FlowPerturb(glow)
+    assert (rla.mode, rla.norm, rla.eps, rla.steps) == ("random", "linf", 0.25, None)
     assert repr(t).count("\n") == 0 and "Glow" in repr(t)
+
+
+def test_arguments_the_mode_does_not_use_are_refused():
+    glow, model = tiny_glow(), make_classifier()
+    with pytest.raises(ValueError, match=r"step_size, steps, model: not used by mode='random'"):
+        ts.FlowPerturb(glow, mode="random", model=model, steps=3, step_size=0.5)
+    with pytest.raises(ValueError, match=r"eps: expected a finite number > 0, got inf"):
+        ts.FlowPerturb(glow, eps=float("inf"))
 
 
 def test_bad_input():
@@ -79,7 +91,7 @@ def test_bad_input():
     with pytest.raises(ValueError, match=r"eps"):
         ts.FlowPerturb(glow, eps=0.0)
     with pytest.raises(ValueError, match="norm"):
-        ts.FlowPerturb(glow, mode="adversarial", eps=1.0, norm=None)
+        ts.FlowPerturb(glow, mode="adversarial", eps=1.0, norm="none")
     with pytest.raises(ValueError, match="norm"):
         ts.FlowPerturb(glow, eps=1.0, norm="l1")
     with pytest.raises(ValueError, match=r"\[0.0, 1.0\].*mean=/std="):
@@ -135,7 +147,7 @@ class _OverflowsOnFirstExample(Glow):
 def test_an_example_whose_decode_overflows_keeps_its_input(mode):
     glow, model, seen = _broken_flow_and_watched_classifier(_OverflowsOnFirstExample)
     x, y = _mid_images(3), torch.tensor([0, 1, 2])
-    perturb = ts.FlowPerturb(glow, mode=mode, eps=0.5, norm="l2", model=model, rng=torch.Generator().manual_seed(0))
+    perturb = ts.FlowPerturb(glow, mode=mode, eps=0.5, norm="l2", rng=torch.Generator().manual_seed(0)).bind(model)
     with pytest.warns(RuntimeWarning, match="1 of 3 decoded variants were not finite"):
         out, _ = perturb(x, y)
     assert torch.equal(out[0], x[0])                        # kept its input

@@ -1,9 +1,9 @@
 """Adaptive perturbation tuning (NaTra 3.4.3): one eps per training example, grown until it fools.
 
-Each example starts at ``start``. After every attack on it, its eps grows by ``rho`` if the classifier
-still classified the attacked example correctly, up to ``eps_max``; once an attack fools the classifier
-its eps stays where it is. So every example ends up with (about) the smallest eps that fools the
-classifier, capped. The state is a buffer indexed by dataset index: it lives in the owning transform's
+Each example starts at ``eps_i = start``. Every attack on it runs at ``eps_i + rho`` (capped at
+``eps_max``): if that fools the classifier, ``eps_i`` is kept; otherwise ``eps_i`` grows by ``rho``, up to
+``eps_max``. So every example ends up with (about) the largest eps at which the classifier still resists,
+and is attacked just beyond it. The state is a buffer indexed by dataset index: it lives in the owning transform's
 ``state_dict`` and a resumed run continues from it.
 """
 
@@ -22,8 +22,9 @@ class AdaptiveEps(nn.Module):
 
     Pass it to an adversarial transform (``adaptive_eps=AdaptiveEps(len(dataset), ...)``) and call the
     transform with ``indices=`` (the :class:`~torch_semaug.data.LatentDataset` yields them). The
-    transform's ``eps`` is then replaced by ``eps_i`` for each example and its ``step_size`` scaled by
-    ``eps_i / eps``. Updates happen only while the transform is in training mode (``t.train()``).
+    transform then attacks each example at :meth:`attack_eps` (``min(eps_i + rho, eps_max)``) instead of
+    ``eps``, with ``step_size`` scaled by the same ratio; label smoothing uses ``eps_i``. Updates happen
+    only while the transform is in training mode (``t.train()``).
 
     Args:
         num_examples: size of the dataset (indices run over ``0 .. num_examples - 1``).
@@ -62,9 +63,13 @@ class AdaptiveEps(nn.Module):
         """The current eps ``(B,)`` of the examples ``indices``, on the indices' device."""
         return self.eps[self._check_indices(indices)].to(indices.device)
 
+    def attack_eps(self, indices: Tensor) -> Tensor:
+        """The radius ``(B,)`` each example is attacked at: ``min(eps_i + rho, eps_max)``."""
+        return (self.eps_for(indices) + self.rho).clamp(max=self.eps_max)
+
     @torch.no_grad()
     def update(self, indices: Tensor, fooled: Tensor) -> None:
-        """Grow eps by ``rho`` (capped) for the examples whose attack did not fool the classifier."""
+        """Grow eps by ``rho`` (capped) for the examples whose attack (at ``eps_i + rho``) did not fool."""
         idx = self._check_indices(indices)
         fooled = check_tensor(fooled, "fooled").to(self.eps.device)
         if fooled.dtype != torch.bool or fooled.shape != idx.shape:

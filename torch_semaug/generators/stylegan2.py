@@ -28,9 +28,11 @@ class StyleGAN2(LatentGenerator):
     ``image_range = (-1, 1)``; :meth:`decode` clamps to it, :meth:`synthesize` does not (for training).
     Synthesis blocks are the submodules ``synthesis.b4, synthesis.b8, ...`` (forward hooks welcome).
 
-    W+ index ``i`` drives the conv layers at resolution ``layer_resolution(i)``; indices below
-    :attr:`fine_split` (the 4x4 and 8x8 layers) are "coarse" (shape, digit identity), the rest "fine"
-    (colour, texture) — the default split of :class:`~torch_semaug.transforms.LatentMix`.
+    W+ index ``i`` drives the conv layers at resolution ``layer_resolution(i)``. The "fine" layers
+    :attr:`fine_layers` (colour, texture; the layers :class:`~torch_semaug.transforms.LatentMix` replaces by
+    default) are those at resolution ``>= min(resolution, 128)``: the 32x32 layers of a 32 px generator and
+    the 128-1024 px layers of a 1024 px one, as in the AdvMix paper; the others are "coarse" (shape).
+    :attr:`latent_spread` measures how far W spreads, to give a latent eps relative to it.
 
     Args:
         resolution: output size, a power of two from 16 to 1024.
@@ -46,6 +48,8 @@ class StyleGAN2(LatentGenerator):
         w_avg_beta: decay of the running mean of w tracked during training (:meth:`update_w_avg`).
         conv_clamp: if not None, clamp every synthesis layer's and toRGB's output to ``[-conv_clamp,
             conv_clamp]`` (NVIDIA's fp16-trained configurations use 256; imported snapshots keep theirs).
+        latent_spread: the known :attr:`latent_spread` of these weights (from a saved config); ``None``
+            measures it when first needed.
     """
 
     image_range = (-1.0, 1.0)
@@ -65,6 +69,7 @@ class StyleGAN2(LatentGenerator):
         noise_mode: str = "const",                # "const" (deterministic), "random" or "none"
         w_avg_beta: float = 0.995,                # running-mean decay of w during training
         conv_clamp: float | None = None,          # clamp layer outputs to +-conv_clamp (NVIDIA fp16 configs)
+        latent_spread: float | None = None,       # spread of W for these weights; None: measured when needed
     ) -> None:
         super().__init__()
         if not isinstance(resolution, int) or resolution < 16 or resolution > 1024 or resolution & (resolution - 1):
@@ -97,6 +102,10 @@ class StyleGAN2(LatentGenerator):
         self.image_shape = (image_channels, resolution, resolution)
         self.latent_shape = (self.num_ws, w_dim)
         self.__dict__["encoder"] = None  # plain attribute: not part of state_dict
+        if latent_spread is not None:
+            check_positive(latent_spread, "latent_spread")
+        # (value, mapping-weight versions it was measured on); versions None: given, adopted on first use
+        self.__dict__["_spread"] = (float(latent_spread), None) if latent_spread is not None else None
 
     # -- W+ layout ---------------------------------------------------------------------------------------
 
@@ -108,8 +117,33 @@ class StyleGAN2(LatentGenerator):
 
     @property
     def fine_split(self) -> int:
-        """First W+ index of the fine layers: the first layer at resolution >= 16 (index 3)."""
-        return next(i for i in range(self.num_ws) if self.layer_resolution(i) >= 16)
+        """First W+ index of the fine layers: the first layer at resolution ``>= min(resolution, 128)``."""
+        threshold = min(self.resolution, 128)
+        return next(i for i in range(self.num_ws) if self.layer_resolution(i) >= threshold)
+
+    @property
+    def fine_layers(self) -> tuple[int, int]:
+        """``(start, stop)`` of the fine W+ layers: ``(fine_split, num_ws)`` (see the class docstring)."""
+        return (self.fine_split, self.num_ws)
+
+    @property
+    def latent_spread(self) -> float:
+        """RMS over coordinates of the per-coordinate std of ``mapping(z)``, ``z ~ N(0, I)``.
+
+        A latent eps given relative to it (``relative_eps=True``) means the same fraction of W's spread on
+        every generator. Measured once on 4096 draws with a fixed seed, kept in :meth:`config` (so every
+        saved file carries it), and measured again only after the mapping weights change (training).
+        """
+        versions = tuple((p.data_ptr(), p._version) for p in self.mapping_network.parameters())
+        cached = self._spread
+        if cached is not None and cached[1] is None:
+            self.__dict__["_spread"] = cached = (cached[0], versions)
+        if cached is None or cached[1] != versions:
+            z = torch.randn(4096, self.z_dim, generator=torch.Generator().manual_seed(0))
+            with torch.no_grad():
+                w = self.mapping(z.to(self.device, self.dtype)).double()
+            self.__dict__["_spread"] = cached = (float(w.std(0).pow(2).mean().sqrt()), versions)
+        return cached[0]
 
     # -- latent space ------------------------------------------------------------------------------------
 
@@ -202,7 +236,7 @@ class StyleGAN2(LatentGenerator):
             resolution=self.resolution, z_dim=self.z_dim, w_dim=self.w_dim, mapping_layers=self.mapping_layers,
             channels={str(k): v for k, v in self.channels.items()}, image_channels=self.image_channels,
             mapping_lr_mul=self.mapping_lr_mul, noise_mode=self.noise_mode, w_avg_beta=self.w_avg_beta,
-            conv_clamp=self.conv_clamp,
+            conv_clamp=self.conv_clamp, latent_spread=self.latent_spread,
         )
 
     @classmethod

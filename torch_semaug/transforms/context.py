@@ -1,16 +1,19 @@
-"""What a transform's ``_move`` receives: the decode/classifier callables and the per-example eps plumbing."""
+"""What a transform's move receives: decode/classifier callables, the eps plumbing and the random stream."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 
+from torch_semaug._checks import describe
 from torch_semaug.attacks.adaptive import AdaptiveEps
-
-ImageMap = Callable[[Tensor], Tensor]
+from torch_semaug.transforms.image_space import ImageMap
 
 
 @dataclass
@@ -20,18 +23,15 @@ class MoveContext:
     Attributes:
         decode: latent -> images in the classifier's space and the batch's size and dtype
             (differentiable), i.e. exactly what the classifier will be trained on.
-        classifier: the guarded, unwrapped classifier, or ``None`` in random modes.
+        classifier: the guarded, checked classifier, or ``None`` in random modes.
         indices: dataset indices of the selected examples, when the caller passed ``indices=``.
-        rng: the transform's ``torch.Generator`` (or ``None`` for the global stream).
+        rng: the random stream of this process (see :func:`process_stream`), or ``None``.
         adaptive_eps: the transform's per-example eps state, or ``None``.
         batch: number of selected examples; device: their device.
-        eps_used: ``(b,)`` eps each example is attacked with, recorded by :meth:`eps`.
-        fooled: ``(b,)`` whether the returned latents fool the classifier, recorded by :meth:`report`.
-
-    An adversarial ``_move`` with an eps calls ``eps = ctx.eps(self.eps)``,
-    ``step = ctx.step_size(self.step_size, self.eps)``, runs the attack with
-    ``evaluate=True if ctx.needs_fooled else <default>`` and ends with ``ctx.report(result.fooled)``;
-    that is all adaptive eps and adaptive label smoothing need from it.
+        scale: latent units per unit of eps (the generator's latent spread with ``relative_eps``, else 1).
+        eps_used: ``(b,)`` each example's eps (in the user's units), for label smoothing.
+        fooled: ``(b,)`` whether the returned latents fool the classifier (set by the base's attack).
+        keep_input: ``(b,)`` examples that return their input image (AdvMix's nominal rule), or ``None``.
     """
 
     decode: ImageMap
@@ -41,44 +41,75 @@ class MoveContext:
     adaptive_eps: AdaptiveEps | None = None
     batch: int = 0
     device: torch.device | None = None
+    scale: float = 1.0
     eps_used: Tensor | None = None
     fooled: Tensor | None = None
+    keep_input: Tensor | None = None
 
-    @property
-    def needs_fooled(self) -> bool:
-        """Whether the attack must evaluate its final iterate (adaptive eps grows on the outcome)."""
-        return self.adaptive_eps is not None
-
-    def eps(self, eps: float) -> float | Tensor:
-        """The radius to attack with: ``eps`` itself, or each example's adaptive eps ``(b,)``."""
+    def radius(self, eps: float) -> Tensor:
+        """``(b,)`` attack radius in latent units: ``eps``, or NaTra's ``min(eps_i + rho, eps_max)``."""
         if self.adaptive_eps is None:
             self.eps_used = torch.full((self.batch,), float(eps), device=self.device)
-            return eps
+            return self.eps_used * self.scale
         self.eps_used = self.adaptive_eps.eps_for(self.indices).to(self.device)
-        return self.eps_used
-
-    def step_size(self, step_size: float, eps: float) -> float | Tensor:
-        """The step to attack with: with adaptive eps, ``step_size * eps_i / eps`` (same step-to-radius ratio)."""
-        if self.adaptive_eps is None:
-            return step_size
-        if self.eps_used is None:
-            raise RuntimeError("ctx.step_size() needs the per-example eps: call ctx.eps() first")
-        return step_size * self.eps_used / eps
-
-    def report(self, fooled: Tensor) -> None:
-        """Record whether the returned latents fool the classifier (``(b,)`` bool, from the attack)."""
-        self.fooled = fooled.detach()
+        return self.adaptive_eps.attack_eps(self.indices).to(self.device) * self.scale
 
 
-class WidthRecorder(nn.Module):
-    """Passes logits through and remembers their width: the number of classes for label smoothing."""
+class CheckedClassifier(nn.Module):
+    """Passes logits through after checking them, and remembers their width (for label smoothing).
 
-    def __init__(self, inner: nn.Module) -> None:
+    A model that returns NaN, detached logits, or fewer classes than the soft labels would otherwise
+    turn the attack into a silent no-op or a raw autograd error.
+    """
+
+    def __init__(self, inner: Callable[[Tensor], Tensor], label_width: int | None) -> None:
         super().__init__()
         self.inner = inner
+        self.label_width = label_width
         self.width: int | None = None
 
     def forward(self, images: Tensor) -> Tensor:
         logits = self.inner(images)
-        self.width = int(logits.shape[-1])
+        if not isinstance(logits, Tensor) or logits.ndim != 2 or logits.shape[0] != images.shape[0]:
+            raise ValueError(
+                f"model: expected logits of shape ({images.shape[0]}, num_classes), got {describe(logits)}"
+            )
+        if torch.is_grad_enabled() and images.requires_grad and not logits.requires_grad:
+            raise ValueError(
+                "model: returned logits that do not depend on its input (detached, or computed under "
+                "torch.no_grad()); an adversarial mode needs gradients of the logits w.r.t. the images"
+            )
+        if not bool(torch.isfinite(logits).all()):
+            raise ValueError(
+                f"model: returned non-finite logits ({int((~torch.isfinite(logits)).sum())} NaN/inf entries); "
+                "the attack cannot follow their gradient (is the classifier diverged?)"
+            )
+        if self.label_width is not None and logits.shape[1] != self.label_width:
+            raise ValueError(
+                f"labels: soft labels of width {self.label_width}, but the model returns {logits.shape[1]} logits"
+            )
+        self.width = int(logits.shape[1])
         return logits
+
+
+def process_stream(rng: torch.Generator | None, cache: dict) -> torch.Generator | None:
+    """The stream this process draws from: ``rng`` itself in the main process of rank 0; elsewhere a
+    generator seeded from ``rng``, the DataLoader worker's seed and the distributed rank.
+
+    A DataLoader worker's seed changes every epoch and is reproducible when the run is seeded
+    (``torch.manual_seed`` or ``DataLoader(generator=...)``), so workers and ranks draw different variants
+    while a seeded run repeats exactly. ``cache`` keeps the derived generator of this process.
+    """
+    if rng is None:
+        return None
+    worker = torch.utils.data.get_worker_info()
+    rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+    if worker is None and rank == 0:
+        return rng
+    key = (os.getpid(), None if worker is None else worker.seed, rank)
+    if cache.get("key") != key:
+        base = int(torch.randint(2**62, (1,), generator=rng, device=rng.device))
+        entropy = [base, rank] + ([] if worker is None else [worker.seed % 2**63])
+        seed = int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0]) % 2**63
+        cache["key"], cache["stream"] = key, torch.Generator(rng.device).manual_seed(seed)
+    return cache["stream"]

@@ -10,13 +10,16 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from torch_semaug._checks import check_choice, check_int_at_least, check_positive, describe
+from torch_semaug._checks import describe
 from torch_semaug.attacks.adaptive import AdaptiveEps
-from torch_semaug.attacks.pgd import TARGETS, latent_pgd
 from torch_semaug.directions.directions import Directions
 from torch_semaug.directions.find import check_style_generator, generator_provenance
 from torch_semaug.generators.base import LatentGenerator
-from torch_semaug.transforms.base import ImageMap, MoveContext, SemanticTransform
+from torch_semaug.transforms.attack import AttackProblem
+from torch_semaug.transforms.base import SemanticTransform
+from torch_semaug.transforms.context import MoveContext
+from torch_semaug.transforms.image_space import ImageMap
+from torch_semaug.transforms.modes import Derived
 from torch_semaug.transforms.registry import register_transform
 
 
@@ -30,8 +33,9 @@ class DirectionEdit(SemanticTransform):
 
     ``V_i`` are the chosen rows of ``directions`` (from :func:`~torch_semaug.directions.find_directions`)
     and ``r_i`` is in units of each direction's std, so ``strength=(-2, 2)`` spans the same range as the
-    slider grid. ``layers=(a, b)`` restricts the edit to W+ layers ``a .. b - 1`` (end exclusive, like a
-    Python slice): NaTra's ``D(u_i, a-b)``, whose ``b`` is inclusive, is ``layers=(a, b + 1)``.
+    slider grid. ``layers=(start, stop)`` restricts the edit to W+ layers ``start .. stop - 1`` (stop
+    exclusive, like a Python slice): NaTra's ``D(u_i, a-b)``, whose ``b`` is inclusive, is
+    ``layers=(a, b + 1)``; ``mask`` (a bool mask over the flattened W+ latent) restricts it entry-wise.
 
     Modes:
         ``"random"``: ``r`` uniform in ``strength``, independently per example and component.
@@ -40,51 +44,62 @@ class DirectionEdit(SemanticTransform):
         ``strength``, starting at the box's centre (``r = 0`` when ``strength`` contains ``[-eps, eps]``;
         ``targets="predictions"`` reads the predictions there); ``steps`` steps of ``step_size``,
         ``restarts`` restarts, worst case kept. With ``adaptive_eps`` the radius is each example's own
-        ``eps_i`` (in std units as well).
+        ``eps_i + rho`` (in std units as well). Defaults per mode: ``DirectionEdit.mode_defaults``.
 
     Args:
         generator: a frozen StyleGAN-style generator (W+ latents, ``mapping``, ``w_dim``, ``num_ws``).
         directions: a :class:`~torch_semaug.directions.Directions` or the path of a saved one.
         model: the classifier attacked in adversarial mode (or bind it later with :meth:`bind`).
-        components: indices of the directions used (``None``: all of them).
-        layers: ``(start, end)`` W+ layers edited, end exclusive (``None``: all layers).
-        strength: ``(low, high)`` interval of every coefficient, in units of std.
         mode: ``"random"`` or ``"adversarial"``.
         eps: adversarial l-inf radius around ``r = 0`` (default: ``max(|low|, |high|)``, all of ``strength``).
-        steps: adversarial gradient steps per restart.
         step_size: adversarial step (default ``2.5 * eps / steps``).
+        steps: adversarial gradient steps per restart.
         restarts: adversarial restarts; the worst case per example is kept.
         random_start: start each restart at a random point of the feasible box instead of its centre.
         early_stop: stop an example once it is misclassified.
+        norm: ``"linf"`` (the box; the only norm).
         targets: attack the true ``"labels"`` or the classifier's ``"predictions"``.
-        p: probability that an example is edited.
-        adaptive_eps: per-example radius (NaTra adaptive perturbation tuning); needs ``indices=`` calls.
-        label_smoothing: adaptive label smoothing factor ``c`` (mass ``c * eps_i``).
-        num_classes: soft-label width (default: the classifier's output width).
-        mean, std, to_generator, from_generator, keep_model_mode, rng: see
-            :class:`~torch_semaug.transforms.base.SemanticTransform`.
+        layers: ``(start, stop)`` W+ layers edited, stop exclusive (``None``: all layers).
+        mask: a bool mask over the flattened latent: the entries edited (instead of ``layers``).
+        components: indices of the directions used (``None``: all of them).
+        strength: ``(low, high)`` interval of every coefficient, in units of std.
+        p, mean, std, to_generator, from_generator, keep_model_mode, rng, adaptive_eps, label_smoothing,
+            num_classes: see :class:`~torch_semaug.transforms.base.SemanticTransform`.
     """
 
-    modes = ("random", "adversarial")
+    mode_defaults = {
+        "random": dict(layers=None, mask=None, components=None, strength=(-2.0, 2.0)),
+        "adversarial": dict(
+            strength=(-2.0, 2.0),
+            eps=Derived("max(|low|, |high|) of strength", lambda a, g: max(map(abs, a["strength"]))),
+            steps=5, step_size=Derived("2.5 * eps / steps", lambda a, g: 2.5 * a["eps"] / a["steps"]), restarts=1,
+            random_start=False, early_stop=False, norm="linf", targets="labels", layers=None, mask=None,
+            components=None,
+        ),
+    }
     random_modes = ("random",)
+    norms = ("linf",)
+    generator_kinds = ("stylegan2",)
 
     def __init__(
         self,
         generator: LatentGenerator,                          # frozen StyleGAN-style generator (W+)
-        directions: Directions | str | os.PathLike[str],     # directions, or the path of a saved file
         *,
         model: nn.Module | None = None,                      # classifier for adversarial mode
-        components: Sequence[int] | None = None,             # which directions; None: all
-        layers: tuple[int, int] | None = None,               # W+ layers edited, end exclusive; None: all
-        strength: tuple[float, float] = (-2.0, 2.0),         # coefficient interval, in units of std
         mode: str = "random",                                # "random" or "adversarial"
-        eps: float | None = None,                            # l-inf radius around r = 0 (adversarial)
-        steps: int = 5,                                      # gradient steps per restart
-        step_size: float | None = None,                      # default 2.5 * eps / steps
-        restarts: int = 1,                                   # restarts; the worst case is kept
-        random_start: bool = False,                          # start at a random feasible point
-        early_stop: bool = False,                            # drop an example once it is misclassified
-        targets: str = "labels",                             # "labels" or the model's "predictions"
+        eps: float | None = None,                            # None everywhere below: the mode's default
+        step_size: float | None = None,
+        steps: int | None = None,
+        restarts: int | None = None,
+        random_start: bool | None = None,
+        early_stop: bool | None = None,
+        norm: str | None = None,
+        targets: str | None = None,
+        layers: tuple[int, int] | None = None,               # W+ layers edited, stop exclusive; None: all
+        mask: Tensor | None = None,                          # or a bool mask over the flattened latent
+        directions: Directions | str | os.PathLike[str],    # directions, or the path of a saved file
+        components: Sequence[int] | None = None,             # which directions; None: all
+        strength: tuple[float, float] | None = None,         # coefficient interval, in units of std
         p: float = 1.0,                                      # probability an example is edited
         mean: float | Sequence[float] | None = None,         # classifier normalisation (None: [0, 1] images)
         std: float | Sequence[float] | None = None,
@@ -97,36 +112,25 @@ class DirectionEdit(SemanticTransform):
         num_classes: int | None = None,                      # soft-label width (default: logits width)
     ) -> None:
         check_style_generator(generator)
+        if strength is not None and not (isinstance(strength, tuple | list) and len(strength) == 2
+                                         and all(map(_is_number, strength)) and strength[0] < strength[1]):
+            raise ValueError(f"strength: expected an interval (low, high) of numbers with low < high, got {strength!r}")
         super().__init__(
-            generator, model=model, mode=mode, p=p, mean=mean, std=std, to_generator=to_generator,
+            generator, model=model, mode=mode, eps=eps, step_size=step_size, steps=steps, restarts=restarts,
+            random_start=random_start, early_stop=early_stop, norm=norm, targets=targets, layers=layers, mask=mask,
+            components=components, strength=strength, p=p, mean=mean, std=std, to_generator=to_generator,
             from_generator=from_generator, keep_model_mode=keep_model_mode, rng=rng, adaptive_eps=adaptive_eps,
             label_smoothing=label_smoothing, num_classes=num_classes,
         )
         self.directions = self._check_directions(directions, generator)
-        self.components = self._check_components(components, self.directions.n_components)
-        self.layers = self._check_layers(layers, int(generator.num_ws))
-        if not (isinstance(strength, tuple | list) and len(strength) == 2 and all(map(_is_number, strength))
-                and strength[0] < strength[1]):
-            raise ValueError(f"strength: expected an interval (low, high) of numbers with low < high, got {strength!r}")
-        self.strength = (float(strength[0]), float(strength[1]))
-        low, high = self.strength
-        if eps is not None:
-            check_positive(eps, "eps")
-        self.eps = float(eps) if eps is not None else max(abs(low), abs(high))
-        check_int_at_least(steps, 1, "steps")
-        check_int_at_least(restarts, 1, "restarts")
-        if step_size is not None:
-            check_positive(step_size, "step_size")
-        check_choice(targets, TARGETS, "targets")
-        smallest = adaptive_eps.start if adaptive_eps is not None else self.eps
+        self.components = self._check_components(self.components, self.directions.n_components)
+        self.strength = low, high = (float(self.strength[0]), float(self.strength[1]))
+        smallest = (adaptive_eps.start + adaptive_eps.rho) if adaptive_eps is not None else self.eps
         if mode == "adversarial" and not (smallest > low and smallest > -high):
             raise ValueError(
                 f"eps: the ball |r| <= {smallest} around r = 0 must overlap strength={self.strength} in more "
                 "than a point; raise eps (or adaptive_eps.start) or widen strength"
             )
-        self.steps, self.restarts = steps, restarts
-        self.step_size = float(step_size) if step_size is not None else 2.5 * self.eps / steps
-        self.random_start, self.early_stop, self.targets = bool(random_start), bool(early_stop), targets
         self.__dict__["_on_device"] = None  # directions cached on the batch's device and dtype
 
     # -- checks ---------------------------------------------------------------------------------------
@@ -167,21 +171,6 @@ class DirectionEdit(SemanticTransform):
             )
         return values
 
-    @staticmethod
-    def _check_layers(layers: tuple[int, int] | None, num_ws: int) -> tuple[int, int] | None:
-        if layers is None:
-            return None
-        if not (isinstance(layers, tuple | list) and len(layers) == 2
-                and all(isinstance(v, int) and not isinstance(v, bool) for v in layers)):
-            raise ValueError(f"layers: expected (start, end) W+ layer indices, got {layers!r}")
-        start, end = layers
-        if not 0 <= start < end <= num_ws:
-            raise ValueError(
-                f"layers: expected 0 <= start < end <= num_ws = {num_ws} (end exclusive, a non-empty range), "
-                f"got {tuple(layers)}"
-            )
-        return (start, end)
-
     # -- the edit -------------------------------------------------------------------------------------
 
     def _directions_on(self, like: Tensor) -> tuple[Directions, Tensor]:
@@ -206,46 +195,39 @@ class DirectionEdit(SemanticTransform):
             )
         return directions.edit(latents, coefficients.to(latents), components, self.layers)
 
-    def _move(self, latents: Tensor, labels: Tensor | None, ctx: MoveContext) -> Tensor:
+    def _edit(self, latents: Tensor, coefficients: Tensor) -> Tensor:
+        """:meth:`apply`, restricted to the moving entries (``layers`` / ``mask``)."""
+        edited = self.apply(latents, coefficients)
+        mask = self._mask_on(latents)
+        return edited if mask is None else torch.where(mask, edited, latents)
+
+    def _random(self, latents: Tensor, ctx: MoveContext) -> Tensor:
+        low, high = self.strength
+        device = ctx.rng.device if ctx.rng is not None else latents.device
+        unit = torch.rand(latents.shape[0], len(self.components), generator=ctx.rng, device=device,
+                          dtype=latents.dtype).to(latents.device)
+        return self._edit(latents, low + (high - low) * unit)
+
+    def _problem(self, latents: Tensor, radius: Tensor, ctx: MoveContext) -> AttackProblem:
         batch, k = latents.shape[0], len(self.components)
         low, high = self.strength
-        if self.mode == "random":
-            device = ctx.rng.device if ctx.rng is not None else latents.device
-            unit = torch.rand(batch, k, generator=ctx.rng, device=device, dtype=latents.dtype).to(latents.device)
-            return self.apply(latents, low + (high - low) * unit)
-        eps = torch.as_tensor(ctx.eps(self.eps), dtype=latents.dtype, device=latents.device).expand(batch)
-        step = torch.as_tensor(ctx.step_size(self.step_size, self.eps), dtype=latents.dtype, device=latents.device)
+        eps = radius.to(latents.dtype)
         # The feasible box of every coefficient: the eps ball around 0 cut by strength. PGD runs in a ball
         # around the box's centre with its half-width as radius, so no extra clipping is needed.
         box_low, box_high = (-eps).clamp(min=low), eps.clamp(max=high)
-        if bool((box_high <= box_low).any()):
-            raise ValueError(f"adaptive_eps: some eps_i do not reach strength={self.strength}: {describe(eps)}")
-        center, radius = (box_low + box_high) / 2, (box_high - box_low) / 2
+        center, half_width = (box_low + box_high) / 2, (box_high - box_low) / 2
         # The attacked "latent" is [w, r]; only the r entries move (mask), so the active-set bookkeeping
         # of latent_pgd (restarts, early stop) keeps each example's w with its r.
-        flat = latents.flatten(1)
-        start = torch.cat([flat, center[:, None].expand(batch, k)], dim=1)
+        start = torch.cat([latents.flatten(1), center[:, None].expand(batch, k)], dim=1)
         mask = torch.zeros(start.shape[1], dtype=torch.bool, device=latents.device)
         mask[-k:] = True
 
-        def decode(z: Tensor) -> Tensor:
-            return ctx.decode(self.apply(z[:, :-k].view(-1, *latents.shape[1:]), z[:, -k:]))
+        def split(z: Tensor) -> Tensor:
+            return self._edit(z[:, :-k].view(-1, *latents.shape[1:]), z[:, -k:])
 
-        result = latent_pgd(
-            decode, ctx.classifier, start, labels, eps=radius, step_size=step.expand(batch), steps=self.steps,
-            norm="linf", restarts=self.restarts, random_start=self.random_start, mask=mask,
-            early_stop=self.early_stop, targets=self.targets, evaluate=True if ctx.needs_fooled else None,
-            rng=ctx.rng,
-        )
-        ctx.report(result.fooled)
-        return self.apply(latents, result.latents[:, -k:])
+        return AttackProblem(start, mask=mask, decode=lambda z: ctx.decode(split(z)), radius=half_width,
+                             finish=split)
 
     def _repr_fields(self) -> dict[str, Any]:
         space = self.directions.provenance.get("space", "?")
-        fields: dict[str, Any] = dict(directions=f"{self.directions.method}/{space}", components=list(self.components))
-        if self.layers is not None:
-            fields["layers"] = self.layers
-        fields["strength"] = self.strength
-        if self.mode == "adversarial":
-            fields |= dict(eps=self.eps, steps=self.steps, step_size=self.step_size, restarts=self.restarts)
-        return fields
+        return {"directions": f"{self.directions.method}/{space}", "components": list(self.components)}

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import kornia
+import numpy as np
 import torch
 from torch import Tensor
+
+from torch_semaug._checks import describe
 
 ImageMap = Callable[[Tensor], Tensor]
 
@@ -28,12 +32,21 @@ class _StraightThroughClamp(torch.autograd.Function):
         return grad, None, None
 
 
-def _channel_stats(value: float | Sequence[float] | None, name: str) -> tuple[float, ...] | None:
+def _is_finite_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _channel_stats(value: object, name: str) -> tuple[float, ...] | None:
+    """``mean``/``std`` as a tuple of floats: a number, a sequence, a numpy array or a tensor of numbers."""
     if value is None:
         return None
-    values = (value,) if isinstance(value, int | float) else tuple(value)
-    if not values or not all(isinstance(v, int | float) for v in values):
-        raise ValueError(f"{name}: expected a number or one number per channel, got {value!r}")
+    if isinstance(value, Tensor | np.ndarray):
+        if value.ndim > 1:
+            raise ValueError(f"{name}: expected a number or one number per channel (1-D), got {describe(value)}")
+        value = value.tolist()
+    values = (value,) if isinstance(value, int | float) else tuple(value) if isinstance(value, Sequence) else None
+    if not values or not all(_is_finite_number(v) for v in values):
+        raise ValueError(f"{name}: expected a finite number or one finite number per channel, got {value!r}")
     return tuple(float(v) for v in values)
 
 
@@ -76,6 +89,15 @@ class ImageSpace:
             raise ValueError("to_generator/from_generator: pass both maps or neither")
         self.to_generator_fn = to_generator
         self.from_generator_fn = from_generator
+
+    def check_channels(self, channels: int, generator_name: str) -> None:
+        """Raise unless ``mean``/``std`` have 1 or ``channels`` values (one per channel of the images)."""
+        for name, values in (("mean", self.mean), ("std", self.std)):
+            if values is not None and len(values) not in (1, channels):
+                raise ValueError(
+                    f"{name}: expected 1 or {channels} values (one per channel of the {generator_name}'s "
+                    f"{channels}-channel images), got {len(values)}: {values}"
+                )
 
     def to_generator(self, images: Tensor, image_range: tuple[float, float], size: Sequence[int]) -> Tensor:
         """Classifier-space images -> the generator's range and resolution (not clamped)."""

@@ -1,0 +1,66 @@
+"""The one adversarial call every transform makes: :func:`latent_pgd` with the transform's budget.
+
+A transform states only what differs, as an :class:`AttackProblem` (where the attack starts, which
+entries move, restart centres, a decode wrapper, how the result maps back to the generator's latent).
+:func:`run_attack` adds the budget, adaptive eps, the random stream and the report to adaptive eps and
+label smoothing, so no transform can forget them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from torch import Tensor
+
+from torch_semaug.attacks.pgd import latent_pgd
+from torch_semaug.transforms.context import MoveContext
+from torch_semaug.transforms.image_space import ImageMap
+
+
+@dataclass
+class AttackProblem:
+    """What one transform's attack differs in.
+
+    Attributes:
+        start: ``(b, ...)`` the latents the attack moves (the ball's centre unless ``restart_center``).
+        mask: bool mask of ``start``'s per-example shape: the entries that move (``None``: all).
+        decode: ``start``-shaped latent -> classifier-space images (``None``: the context's decode).
+        restart_center: ``(restart, start) -> centres`` for restarts away from ``start`` (AdvMix).
+        bounds: ``(low, high)`` every iterate is clipped to.
+        radius: ``(b,)`` radius replacing the budget's eps (a box narrower than the eps ball).
+        finish: maps the attacked ``start``-shaped latents to the generator's latents (``None``: as is).
+    """
+
+    start: Tensor
+    mask: Tensor | None = None
+    decode: ImageMap | None = None
+    restart_center: Callable[[int, Tensor], Tensor] | None = None
+    bounds: tuple[float, float] | None = None
+    radius: Tensor | None = None
+    finish: Callable[[Tensor], Tensor] | None = None
+
+
+def run_attack(transform: Any, latents: Tensor, labels: Tensor, ctx: MoveContext) -> Tensor:
+    """Attack ``latents`` with ``transform``'s budget and problem; record ``fooled`` and the nominal rule.
+
+    One generator and one classifier forward+backward per step; an example that is fooled leaves the
+    active batch when ``early_stop`` is on (see :func:`latent_pgd`).
+    """
+    radius = ctx.radius(transform.eps)
+    # the step keeps its ratio to the radius when the radius is per-example (adaptive eps)
+    step = transform.step_size * radius / transform.eps
+    problem = transform._problem(latents, radius, ctx)
+    nominal = transform.on_failure == "nominal"
+    result = latent_pgd(
+        problem.decode or ctx.decode, ctx.classifier, problem.start, labels,
+        eps=radius if problem.radius is None else problem.radius, step_size=step, steps=transform.steps,
+        norm=transform.norm, restarts=transform.restarts, random_start=transform.random_start, mask=problem.mask,
+        restart_center=problem.restart_center, early_stop=transform.early_stop, bounds=problem.bounds,
+        targets=transform.targets, evaluate=True if ctx.adaptive_eps is not None or nominal else None, rng=ctx.rng,
+    )
+    ctx.fooled = result.fooled.detach()
+    if nominal:
+        ctx.keep_input = ~ctx.fooled  # AdvMix, Algorithm 2: the nominal input when nothing fools
+    return result.latents if problem.finish is None else problem.finish(result.latents)
