@@ -188,6 +188,7 @@ def _prepare(path: Path, identity: dict[str, Any], shape: tuple[int, ...], chunk
             done = good
     if done:
         extend_to(partial, shape)  # the rows past the truncation are re-encoded, never read as zeros
+        warn(f"latent cache: resuming: {len(done)} of {num_chunks} chunks already written in {os.fspath(path)!r}")
     else:
         created = open_memmap(partial, mode="w+", dtype=np.float32, shape=shape)  # sparse, of the full size
         del created
