@@ -9,6 +9,7 @@ from torch_semaug.generators import (
     StyleGAN2,
     from_freia,
     from_normflows,
+    load_generator,
 )
 from torch_semaug.transforms import (
     AdversarialLatentAttack,
@@ -41,6 +42,7 @@ __all__ = [
     "LatentGenerator",
     "LatentMix",
     "list_transforms",
+    "load_generator",
     "register_transform",
     "SemanticTransform",
     "StyleGAN2",

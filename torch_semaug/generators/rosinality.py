@@ -56,8 +56,9 @@ def _read(source: Any) -> tuple[dict[str, Tensor], Tensor | None, str]:
             raise FileNotFoundError(f"path_or_state_dict: no file at {name!r}")
         try:
             # train.py checkpoints also pickle its argparse Namespace ('args'): the one extra global allowed.
-            with torch.serialization.safe_globals([argparse.Namespace]):
-                source = torch.load(name, map_location="cpu", weights_only=True)
+            # (an open file, not the name: torch.load would treat a '.safetensors' name as safetensors)
+            with torch.serialization.safe_globals([argparse.Namespace]), open(name, "rb") as handle:
+                source = torch.load(handle, map_location="cpu", weights_only=True)
         except Exception as error:  # noqa: BLE001 - any unpickling refusal or damage is reported the same way
             raise ValueError(
                 f"path_or_state_dict: could not load {name!r} with torch.load(weights_only=True) ({error})"
