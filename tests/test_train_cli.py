@@ -11,13 +11,13 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.training_fixtures import TinyLinearGenerator, make_image_folder, registered
+from tests.training_fixtures import RandomNudge, TinyLinearGenerator, make_image_folder, registered
 from torch_semaug import IdentityGenerator
 from torch_semaug.cli import main as cli_main
 from torch_semaug.data import LatentCache
 from torch_semaug.data.datasets import create_dataset, subset_indices
 from torch_semaug.generators import save_generator
-from torch_semaug.train import classifier, semaug_setup
+from torch_semaug.train import classifier
 from torch_semaug.train.checkpoint import load_checkpoint
 from torch_semaug.train.data import encoding_transform
 
@@ -66,10 +66,10 @@ def test_bad_flags_are_reported_before_training(setup, capsys, extra, message):
 def test_wrong_generator_kind_bad_kwargs_and_foreign_cache_are_refused(setup, capsys, monkeypatch):
     gen = ["--semaug-generator", str(setup / "identity.safetensors")]
     with registered():
-        monkeypatch.setitem(semaug_setup.REQUIRED_KINDS, "test_random_nudge", ("stylegan2",))
+        monkeypatch.setattr(RandomNudge, "generator_kinds", ("stylegan2",))
         status, err = run_cli(base_argv(setup, "--semaug", "test_random_nudge", *gen), capsys)
         assert status == 2 and "needs a generator of kind stylegan2, got a 'identity' checkpoint" in err
-        monkeypatch.delitem(semaug_setup.REQUIRED_KINDS, "test_random_nudge")
+        monkeypatch.setattr(RandomNudge, "generator_kinds", None)
         status, err = run_cli(base_argv(setup, "--semaug", "test_random_nudge", *gen, "--semaug-kwargs", "bogus=1"),
                               capsys)
         assert status == 2 and "takes no argument(s) ['bogus']" in err and "'eps'" in err

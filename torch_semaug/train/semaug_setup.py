@@ -15,11 +15,6 @@ from torch_semaug.generators.io import read_metadata
 from torch_semaug.train.args import parse_kwargs
 from torch_semaug.transforms import SemanticTransform, get_transform_class, list_transforms
 
-# Generator kinds each transform needs, for transforms whose class does not declare ``generator_kinds``.
-REQUIRED_KINDS: dict[str, tuple[str, ...]] = {
-    "latent_mix": ("stylegan2",), "direction_edit": ("stylegan2",), "flow_perturb": ("glow",),
-}
-
 # --semaug-<flag> -> constructor argument
 FLAG_TO_KWARG = {"semaug_p": "p", "semaug_eps": "eps", "semaug_steps": "steps", "semaug_step_size": "step_size",
                  "semaug_mode": "mode", "semaug_restarts": "restarts"}
@@ -33,10 +28,9 @@ def check_transform_name(name: str, argument: str = "semaug") -> type[SemanticTr
 
 
 def accepted_kwargs(cls: type) -> tuple[set[str], bool]:
-    """Keyword names ``cls(...)`` accepts besides the generator (its first argument), and whether it takes
-    ``**kwargs``."""
-    params = list(inspect.signature(cls.__init__).parameters.values())[2:]  # skip self and the generator
-    names = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    """Keyword names ``cls(...)`` accepts besides ``generator``, and whether it takes ``**kwargs``."""
+    params = list(inspect.signature(cls).parameters.values())
+    names = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)} - {"generator"}
     return names, any(p.kind is p.VAR_KEYWORD for p in params)
 
 
@@ -58,7 +52,8 @@ def flag_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def required_kinds(name: str, cls: type) -> tuple[str, ...] | None:
-    return getattr(cls, "generator_kinds", None) or REQUIRED_KINDS.get(name)
+    """The generator kinds transform ``name`` works with (its class's ``generator_kinds``; ``None``: any)."""
+    return getattr(cls, "generator_kinds", None)
 
 
 def load_checked_generator(name: str, cls: type, path: str | None, argument: str = "semaug_generator",
@@ -99,7 +94,7 @@ def build_transform(name: str, generator: LatentGenerator, kwargs: dict[str, Any
               "rng": rng}
     extras = {k: v for k, v in extras.items() if (k in names or var_kw) and k not in kwargs}
     try:
-        return cls(generator, **extras, **kwargs)  # the generator is the first argument of every transform
+        return cls(generator=generator, **extras, **kwargs)
     except TypeError as error:
         raise ValueError(f"{argument}: cannot build {name} from {kwargs} ({error})") from None
 

@@ -31,11 +31,8 @@ def get_transform_class(name: str) -> type[SemanticTransform]:
 def create(name: str, generator: LatentGenerator, **kwargs: Any) -> SemanticTransform:
     """Build the transform registered as ``name``; keyword arguments go straight to its constructor.
 
-    The generator is passed positionally, so it fits every transform whatever its first parameter is
-    called (``FlowPerturb`` names it ``flow``).
-
     Example:
         >>> t = torch_semaug.create("adversarial_latent_attack", generator=g, eps=8 / 255,
         ...                         step_size=2 / 255, steps=7)
     """
-    return get_transform_class(name)(generator, **kwargs)
+    return get_transform_class(name)(generator=generator, **kwargs)
