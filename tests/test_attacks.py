@@ -52,7 +52,8 @@ def test_identity_generator_equals_textbook_pgd_step_for_step(batch, norm, eps, 
         result = latent_pgd(generator.decode, model, x, y, eps=eps, step_size=alpha, steps=steps, norm=norm,
                             bounds=generator.latent_bounds)
         assert torch.allclose(result.latents, expected, atol=1e-6), f"differs after {steps} steps"
-        attack = ts.AdversarialLatentAttack(generator, model, eps=eps, step_size=alpha, steps=steps, norm=norm)
+        attack = ts.AdversarialLatentAttack(generator, model=model, eps=eps, step_size=alpha, steps=steps, norm=norm,
+                                            random_start=False)
         assert torch.allclose(attack(x, y)[0], expected, atol=1e-6)
 
 
@@ -216,7 +217,7 @@ def test_guard_unwraps_data_parallel_and_respects_autocast() -> None:
     wrapped = nn.DataParallel(model)
     assert unwrap_model(wrapped) is model
     generator = ts.IdentityGenerator((3, 16, 16))
-    attack = ts.AdversarialLatentAttack(generator, wrapped, eps=0.05, step_size=0.02, steps=2)
+    attack = ts.AdversarialLatentAttack(generator, model=wrapped, eps=0.05, step_size=0.02, steps=2)
     x, y = torch.rand(3, 3, 16, 16), torch.tensor([0, 1, 2])
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out, _ = attack(x, y)
@@ -245,7 +246,7 @@ def test_guard_restores_buffers_a_model_changes_in_eval_mode() -> None:
     counter, cached = model.calls, model.last_input_mean
     before = [b.clone() for b in model.buffers()]
     generator = ts.IdentityGenerator((3, 16, 16))
-    attack = ts.AdversarialLatentAttack(generator, model, eps=0.05, step_size=0.02, steps=2)
+    attack = ts.AdversarialLatentAttack(generator, model=model, eps=0.05, step_size=0.02, steps=2)
     attack(torch.rand(3, 3, 16, 16), torch.tensor([0, 1, 2]))
     assert model.calls is counter and model.last_input_mean is cached
     assert all(torch.equal(a, b) for a, b in zip(model.buffers(), before, strict=True))
@@ -266,7 +267,7 @@ def test_guard_refuses_a_plain_function() -> None:
 def test_attacks_inside_inference_mode_fail_clearly(batch) -> None:
     model, x, y = batch
     generator = ts.IdentityGenerator((3, 16, 16))
-    attack = ts.AdversarialLatentAttack(generator, model, eps=0.05, step_size=0.02, steps=1)
+    attack = ts.AdversarialLatentAttack(generator, model=model, eps=0.05, step_size=0.02, steps=1)
     with torch.inference_mode():
         with pytest.raises(RuntimeError, match=r"inference_mode\(\) forbids.*torch.no_grad\(\) is fine"):
             attack(x, y)
