@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import csv
+import json
+
 import pytest
 import torch
 from PIL import Image
 
+from tests.cli_helpers import assert_usage_error
 from tests.training_fixtures import make_image_folder
 from torch_semaug import IdentityGenerator
 from torch_semaug.cli import main as cli_main
@@ -32,31 +36,52 @@ def trained(tmp_path_factory):
     return root
 
 
-def test_attack_lowers_accuracy_and_report_has_tables_and_grid(trained):
+def test_attack_lowers_accuracy_and_report_has_tables_grid_json_and_csv(trained):
     specs = parse_attacks(
-        [f"adversarial_latent_attack={trained / 'identity.safetensors'}"],
+        [f"adversarial_latent_attack={trained / 'identity.safetensors'}"] * 2,
         ["adversarial_latent_attack:eps=0.5", "adversarial_latent_attack:step_size=0.2",
          "adversarial_latent_attack:steps=4"],
     )
+    specs[1][2].update(eps=1e-6, step_size=1e-6)  # the second attack barely moves the image: it flips nothing
     result = run_evaluation(str(trained / "runs" / "clf" / "last.pth"), specs, output=str(trained / "report.md"),
                             batch_size=5, workers=0, progress=False)
-    assert result["clean"] > 0
-    assert result["adversarial_latent_attack"] < result["clean"]  # a 0.5 l-inf pixel ball fools a tiny model
+    clean, strong, null = result["results"]
+    assert clean["attack"] == "clean" and clean["accuracy"] > 0
+    assert strong["accuracy"] < clean["accuracy"] and strong["flipped"] > 0  # a 0.5 l-inf ball fools a tiny model
+    assert null["attack"] == "adversarial_latent_attack-2" and null["flipped"] == 0
     report = (trained / "report.md").read_text()
-    assert "| clean | - |" in report and "eps=0.5, step_size=0.2, steps=4" in report
+    assert "eps=0.5, step_size=0.2, steps=4" in report
     assert "| class0 | 6 |" in report and "| class1 | 6 |" in report
-    grid_file = trained / "report_adversarial_latent_attack.png"
-    assert "report_adversarial_latent_attack.png" in report and grid_file.is_file()
+    assert "## adversarial_latent_attack-2" in report and "No image was turned from correct to wrong" in report
+    grid_file = trained / "report_adversarial_latent_attack-1.png"
+    assert "report_adversarial_latent_attack-1.png" in report and grid_file.is_file()
+    assert not (trained / "report_adversarial_latent_attack-2.png").exists()
     width, height = Image.open(grid_file).size
-    assert width == 3 * SIZE + 4 * 2  # original | variant | difference, padding 2
-    assert (height - 2) % (SIZE + 2) == 0
+    assert width >= 3 * 96  # three tiles enlarged to about 96 px, labels drawn under them
+    saved = json.loads((trained / "report.json").read_text())
+    assert saved["results"][1]["accuracy"] == strong["accuracy"] and saved["images"] == 12
+    rows = list(csv.DictReader((trained / "report.csv").open()))
+    assert {(r["attack"], r["class"]) for r in rows} >= {("clean", "all"), ("adversarial_latent_attack-1", "class0")}
+    assert float(next(r for r in rows if r["attack"] == "clean" and r["class"] == "all")["accuracy"]) == \
+        clean["accuracy"]
+
+
+def test_val_subset_is_the_same_images_every_run(trained, capsys):
+    argv = ["eval", "--checkpoint", trained / "runs" / "clf" / "last.pth", "--val-subset", "5", "-j", "0",
+            "--output", trained / "subset.md", "--no-progress"]
+    assert cli_main([str(a) for a in argv]) == 0
+    first = (trained / "subset.json").read_text()
+    assert json.loads(first)["images"] == 5 and json.loads(first)["val_subset"] == 5
+    assert cli_main([str(a) for a in argv]) == 0
+    assert (trained / "subset.json").read_text() == first
+    assert "a fixed subset of 5 images" in capsys.readouterr().out
 
 
 def test_cached_latents_are_used_and_paper_defaults_apply(trained, capsys):
     view = create_dataset(f"folder:{trained / 'imgs'}", ".", "test", transform=encoding_transform())
     LatentCache.build(view, IdentityGenerator((3, SIZE, SIZE)), trained / "lat_test", progress=False)
     argv = ["eval", "--checkpoint", str(trained / "runs" / "clf" / "last.pth"), "--latents", str(trained / "lat_test"),
-            "--attack", f"adversarial_latent_attack={trained / 'identity.safetensors'}", "--limit", "4", "-j", "0",
+            "--attack", f"adversarial_latent_attack={trained / 'identity.safetensors'}", "--val-subset", "4", "-j", "0",
             "--output", str(trained / "eval2.md"), "--no-progress"]
     assert cli_main(argv) == 0
     out = capsys.readouterr().out
@@ -94,3 +119,25 @@ def test_bad_attacks_are_reported_before_evaluating(trained):
     torch.save({"weights": torch.zeros(1)}, trained / "foreign.pth")
     with pytest.raises(ValueError, match="not a torch_semaug classifier checkpoint"):
         run_evaluation(str(trained / "foreign.pth"), [], output="unused.md")
+
+
+def test_stylegan2_attack_reads_a_cache_built_with_an_encoder_and_needs_one(trained, capsys):
+    from torch_semaug.generators import StyleGAN2
+
+    torch.manual_seed(0)
+    generator = trained / "g16.safetensors"
+    save_generator(StyleGAN2(16, z_dim=8, w_dim=8, mapping_layers=2, channel_base=64, channel_max=8), generator)
+    cache = trained / "lat_g16"
+    assert cli_main(["encode", "--generator", str(generator), "--encoder", "optimize:2", "--data",
+                     f"folder:{trained / 'imgs'}", "--split", "test", "--out", str(cache), "-j", "0",
+                     "--psnr-samples", "0"]) == 0
+    argv = ["eval", "--checkpoint", trained / "runs" / "clf" / "last.pth", "--attack", f"latent_mix={generator}",
+            "--attack-kwargs", "latent_mix:steps=1", "latent_mix:restarts=1", "-j", "0", "--output",
+            trained / "g16.md", "--no-progress"]
+    # the generator file has no encoder: without the cache the attack cannot run, and says what to do
+    assert_usage_error(argv, capsys, "--latents:", "cannot encode images and no --latents was given",
+                       "semaug encode")
+    capsys.readouterr()
+    assert cli_main([str(a) for a in [*argv, "--latents", cache]]) == 0
+    assert "(cached latents)" in capsys.readouterr().out
+    assert json.loads((trained / "g16.json").read_text())["results"][1]["cached_latents"] is True

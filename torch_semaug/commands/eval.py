@@ -8,9 +8,11 @@ from typing import Any
 
 import torch
 
+from torch_semaug.commands._types import device, non_negative_int, positive_int
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from torch_semaug.data.datasets import SPLITS
+    from torch_semaug.data.datasets import DATASETS, SPLITS
 
     parser.add_argument("--checkpoint", required=True, metavar="PATH", help="a semaug train checkpoint (last.pth)")
     parser.add_argument("--attack", action="append", default=[], metavar="NAME=GENERATOR",
@@ -19,17 +21,23 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--attack-kwargs", nargs="*", default=[], metavar="NAME:KEY=VALUE",
                         help="override an attack's argument, e.g. latent_mix:restarts=5 (values parsed as YAML)")
     parser.add_argument("--latents", default=None, metavar="DIR",
-                        help="latent cache of the evaluated split (used by attacks whose generator built it)")
-    parser.add_argument("--dataset", default=None, help="default: the checkpoint's training dataset")
+                        help="latent cache of the evaluated split (`semaug encode`), used by every attack whose "
+                             "generator it belongs to; needed by a generator that cannot encode (StyleGAN2)")
+    parser.add_argument("--dataset", default=None, help=f"{', '.join(DATASETS)} (default: the checkpoint's)")
     parser.add_argument("--data-root", default=None, help="default: the checkpoint's")
     parser.add_argument("--split", default="test", choices=SPLITS)
-    parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
-    parser.add_argument("-b", "--batch-size", type=int, default=128)
-    parser.add_argument("-j", "--workers", type=int, default=2)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the attacks' random restarts")
-    parser.add_argument("--max-grid", type=int, default=8, help="misclassified examples shown per attack")
-    parser.add_argument("--output", default="eval.md", help="Markdown report (grids are written beside it)")
+    parser.add_argument("--val-subset", type=positive_int, default=None, metavar="N",
+                        help="evaluate N images of the split, the same ones every run (as NAME@N: the first N of "
+                             "CIFAR-10/MNIST/Color-MNIST, whose order is mixed; a fixed seeded sample of a folder)")
+    parser.add_argument("-b", "--batch-size", type=positive_int, default=128)
+    parser.add_argument("-j", "--workers", type=non_negative_int, default=2)
+    parser.add_argument("--device", type=device, default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of the attacks' random draws")
+    parser.add_argument("--max-grid", type=non_negative_int, default=8,
+                        help="examples shown per attack (turned from correct to wrong)")
+    parser.add_argument("--output", default="eval.md",
+                        help="Markdown report; the same numbers go to .json and .csv beside it, grids to "
+                             "<stem>_<attack>.png")
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -57,15 +65,13 @@ def parse_attacks(attacks: list[str], overrides: list[str]) -> list[tuple[str, s
 def run(args: argparse.Namespace) -> int:
     from torch_semaug.train.evaluate import run_evaluation
 
-    try:
-        result = run_evaluation(
-            args.checkpoint, parse_attacks(args.attack, args.attack_kwargs), output=args.output,
-            dataset=args.dataset, data_root=args.data_root, split=args.split, latents=args.latents,
-            batch_size=args.batch_size, limit=args.limit, workers=args.workers, device=args.device, seed=args.seed,
-            max_grid=args.max_grid, progress=not args.no_progress,
-        )
-    except (ValueError, FileNotFoundError) as error:
-        raise SystemExit(f"semaug eval: error: {error}") from None
+    result = run_evaluation(
+        args.checkpoint, parse_attacks(args.attack, args.attack_kwargs), output=args.output,
+        dataset=args.dataset, data_root=args.data_root, split=args.split, latents=args.latents,
+        batch_size=args.batch_size, val_subset=args.val_subset, workers=args.workers, device=args.device,
+        seed=args.seed, max_grid=args.max_grid, progress=not args.no_progress,
+    )
     print(Path(result["report"]).read_text())
-    print(f"report: {result['report']}" + "".join(f"\ngrid: {g}" for g in result["grids"]))
+    print("\n".join([f"report: {result['report']}", f"numbers: {result['json']}, {result['csv']}",
+                     *(f"grid: {g}" for g in result["grids"])]))
     return 0
