@@ -9,16 +9,19 @@ import types
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 
 from tests.training_fixtures import RandomNudge, TinyLinearGenerator, make_image_folder, registered
 from torch_semaug import IdentityGenerator
 from torch_semaug.cli import main as cli_main
+from torch_semaug.commands import train as train_command
 from torch_semaug.data import LatentCache
 from torch_semaug.data.datasets import create_dataset, subset_indices
 from torch_semaug.generators import save_generator
 from torch_semaug.train import classifier
 from torch_semaug.train.checkpoint import load_checkpoint
+from torch_semaug.train.classifier import train_classifier
 from torch_semaug.train.data import encoding_transform
 
 SIZE = 16
@@ -50,8 +53,8 @@ def run_cli(argv, capsys):
     "extra, message",
     [
         (["--semaug", "no_such"], "valid names: adversarial_latent_attack"),
-        (["--train-subset", "0"], "train_subset: expected a fraction in (0, 1], got 0.0"),
-        (["--train-subset", "1.5"], "train_subset: expected a fraction in (0, 1], got 1.5"),
+        (["--train-subset", "0"], "--train-subset: expected a fraction in (0, 1], got '0'"),
+        (["--train-subset", "1.5"], "--train-subset: expected a fraction in (0, 1], got '1.5'"),
         (["--semaug-eps", "0.1"], "--semaug-eps given without --semaug"),
         (["--semaug", "adversarial_latent_attack"], "needs a generator checkpoint"),
         (["--dataset", "torch/imagenet"], "dataset: expected one of"),
@@ -118,14 +121,14 @@ def test_ctrl_c_leaves_a_resumable_checkpoint(setup, capsys, monkeypatch):
                      "--semaug-step-size", "0.01")
     assert cli_main(argv) == 130
     last = setup / "runs" / "run" / "last.pth"
-    state = load_checkpoint(last)
-    assert state["interrupted"] and state["epoch"] == 1 and len(state["history"]) == 1
+    state = load_checkpoint(last)  # the end of the last complete epoch
+    assert state["epoch"] == 1 and len(state["history"]) == 1
     assert "resume with --resume" in capsys.readouterr().out
     status, err = run_cli(argv, capsys)  # the same command again must not overwrite the run
     assert status == 2 and "already holds a run" in err
 
     status, err = run_cli([*argv, "--resume", str(last), "--model", "test_resnet"], capsys)
-    assert status == 2 and "trained with --model test_efficientnet, this command says test_resnet" in err
+    assert status == 2 and "trained with --model test_efficientnet, this run says test_resnet" in err
 
     monkeypatch.setattr(classifier, "train_one_epoch", real_epoch)
     assert cli_main([*argv, "--resume", str(last)]) == 0
@@ -134,28 +137,53 @@ def test_ctrl_c_leaves_a_resumable_checkpoint(setup, capsys, monkeypatch):
     assert load_checkpoint(last)["epoch"] == 2
 
 
-def test_yaml_config_sets_defaults_and_flags_override(setup, capsys):
+def test_yaml_config_sets_defaults_and_explicit_flags_win(setup, capsys):
+    """-c YAML < flags, also for a flag typed with its default value (--seed 42)."""
     config = setup / "cfg.yaml"
-    config.write_text("epochs: 1\nbatch-size: 6\nweight_decay: 0.0\n")
+    config.write_text("epochs: 10\nbatch-size: 6\nweight_decay: 0.0\nseed: 7\nno-progress: true\n")
     argv = base_argv(setup, "-c", str(config))
-    for flag in ("--epochs", "2", "-b", "4"):
-        argv.remove(flag)
-    assert cli_main([*argv, "--weight-decay", "0.001"]) == 0
-    args = (setup / "runs" / "run" / "args.yaml").read_text()
-    assert "epochs: 1" in args and "batch_size: 6" in args and "weight_decay: 0.001" in args
+    for flag in ("--epochs", "-b", "--seed"):
+        del argv[argv.index(flag):argv.index(flag) + 2]
+    argv.remove("--no-progress")
+    assert cli_main([*argv, "--epochs", "1", "--seed", "42", "--weight-decay", "0.001"]) == 0
+    args = yaml.safe_load((setup / "runs" / "run" / "args.yaml").read_text())
+    assert (args["epochs"], args["batch_size"], args["weight_decay"], args["seed"]) == (1, 6, 0.001, 42)
+    assert args["progress"] is False
+    assert len(json.loads((setup / "runs" / "run" / "metrics.json").read_text())) == 1  # 1 epoch, not 10
     config.write_text("bogus_key: 1\n")
     status, err = run_cli([*argv, "--experiment", "run2"], capsys)
     assert status == 2 and "unknown keys ['bogus_key']" in err
 
 
-def test_python_m_entry_point_parses_timm_flags(capsys):
+def test_train_classifier_is_a_python_function(setup, capsys):
+    summary = train_classifier(dataset=f"folder:{setup / 'imgs'}", model="test_efficientnet", epochs=1, batch_size=4,
+                               workers=0, lr=0.01, output=str(setup / "runs"), experiment="py", progress=False,
+                               model_ema=True, channels_last=True, grad_accum_steps=2, torchcompile="eager")
+    assert summary["epochs"] == 1 and summary["final"]["train_examples"] == 12
+    assert "ema_val_top1" in summary["final"] and summary["best"]["metric"] == "ema_val_top1"
+    best = load_checkpoint(setup / "runs" / "py" / "model_best.pth")
+    assert set(best["model"]) == set(load_checkpoint(setup / "runs" / "py" / "last.pth")["model"])  # no _orig_mod.
+    assert "Train: 0 [   0/3" in capsys.readouterr().out  # timm-style lines when stdout is not a terminal
+    with pytest.raises(ValueError, match=r"^batch_size: expected an integer >= 1, got 0$"):
+        train_classifier(dataset=f"folder:{setup / 'imgs'}", batch_size=0)
+    with pytest.raises(TypeError, match="bogus"):
+        train_classifier(bogus=1)
+
+
+@pytest.mark.parametrize("entry", ["semaug", "python -m"])
+def test_help_shows_every_default_and_timm_differences(capsys, monkeypatch, entry):
+    monkeypatch.setenv("COLUMNS", "400")  # one line per flag
     with pytest.raises(SystemExit) as exit_:
-        classifier.main(["--help"])
+        cli_main(["train", "--help"]) if entry == "semaug" else train_command.main(["--help"])
     assert exit_.value.code == 0
-    out = capsys.readouterr().out
+    out = " ".join(capsys.readouterr().out.split())
     for flag in ("--model", "--num-classes", "--img-size", "--batch-size", "--opt", "--sched", "--warmup-epochs",
-                 "--smoothing", "--mixup", "--cutmix", "--amp", "--resume", "--workers", "--semaug-kwargs"):
+                 "--smoothing", "--mixup", "--cutmix", "--amp", "--resume", "--workers", "--semaug-kwargs",
+                 "--model-ema", "--aa", "--reprob", "--channels-last", "--torchcompile", "--grad-accum-steps",
+                 "--train-split", "--val-split", "--data-dir", "--log-with"):
         assert flag in out
+    assert "epochs to train (default: 30; timm's: 300" in out and "batch size per process (default: 128)" in out
+    assert "UTC time-dataset-model[-semaug]" in out and "(default: 0.9998)" in out
 
 
 def test_cifar_jpeg_copy_is_read_in_official_order_and_subsets_are_prefixes(tmp_path):

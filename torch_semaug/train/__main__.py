@@ -1,8 +1,8 @@
-"""``python -m torch_semaug.train`` (also under ``accelerate launch`` / ``torchrun``)."""
+"""``python -m torch_semaug.train`` (also under ``accelerate launch`` / ``torchrun``): ``semaug train``'s flags."""
 
 import sys
 
-from torch_semaug.train.classifier import main
+from torch_semaug.commands.train import main
 
 if __name__ == "__main__":
     sys.exit(main())

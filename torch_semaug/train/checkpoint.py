@@ -19,7 +19,7 @@ FORMAT = "torch_semaug.classifier_checkpoint/1"
 def _plain(value: Any) -> Any:
     """``value`` reduced to what ``weights_only`` loading accepts (tensors, numbers, str, lists, dicts)."""
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {k if isinstance(k, int | str) else str(k): _plain(v) for k, v in value.items()}  # int: optimizer state
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
     if isinstance(value, torch.Tensor | int | float | str | bool) or value is None:
@@ -31,6 +31,16 @@ def save_checkpoint(path: str | os.PathLike[str], **state: Any) -> None:
     """Write ``state`` (model/optimizer/scheduler state dicts, epoch, args, metrics) to ``path`` atomically."""
     payload = _plain({"format": FORMAT, **state})
     write_atomic(path, lambda tmp: torch.save(payload, tmp))
+
+
+def remove_stale_temp_files(folder: Path) -> list[Path]:
+    """Remove the hidden ``.NAME.*.tmp`` files a killed atomic write left in ``folder`` (a kill -9 skips the
+    clean-up of :func:`torch_semaug._io.atomic_path`); returns what was removed."""
+    removed = []
+    for path in folder.glob(".*.tmp") if folder.is_dir() else ():
+        path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -57,3 +67,32 @@ def write_metrics(folder: Path, history: list[dict[str, Any]]) -> None:
     writer.writeheader()
     writer.writerows(history)
     write_text_atomic(folder / "metrics.csv", buffer.getvalue())
+
+
+def write_curves(folder: Path, history: list[dict[str, Any]]) -> Path | None:
+    """``curves.png``: loss, top-1 accuracy and learning rate per epoch; ``None`` without matplotlib (the
+    ``log`` extra)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("curves.png not drawn: matplotlib is not installed (pip install 'torch-semaug[log]')")
+        return None
+    epochs = [row["epoch"] for row in history]
+    panels = (("loss", ("train_loss", "val_loss", "ema_val_loss")), ("top-1 %", ("train_top1", "val_top1",
+                                                                                "ema_val_top1")), ("lr", ("lr",)))
+    figure, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+    for axis, (title, keys) in zip(axes, panels):
+        for key in keys:
+            if any(key in row for row in history):
+                axis.plot(epochs, [row.get(key, float("nan")) for row in history], marker="o", label=key)
+        axis.set_title(title)
+        axis.set_xlabel("epoch")
+        axis.legend()
+    figure.tight_layout()
+    path = folder / "curves.png"
+    write_atomic(path, lambda tmp: figure.savefig(tmp, format="png", dpi=100))
+    plt.close(figure)
+    return path

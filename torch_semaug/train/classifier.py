@@ -1,51 +1,70 @@
 """Image-classification training on timm's factories, run with accelerate, with an optional semantic transform.
 
-``semaug train ...`` / ``python -m torch_semaug.train ...`` / ``accelerate launch -m torch_semaug.train ...``.
-Everything a user can get wrong (dataset, subset, ``--semaug`` name, generator kind, latent cache) is checked
-before the first step. Each epoch rewrites ``metrics.csv``/``metrics.json`` and ``last.pth`` atomically;
-Ctrl-C writes ``last.pth`` too, and ``--resume .../last.pth`` continues from it.
+Python: ``train_classifier(dataset="folder:imgs", model="resnet18", epochs=10, semaug=...)`` (the options are
+:class:`~torch_semaug.train.args.TrainConfig`'s). Command line: ``semaug train ...`` / ``python -m
+torch_semaug.train ...``, also under ``accelerate launch`` or ``torchrun``.
+
+Everything a user can get wrong is checked before the first step. The end of every epoch rewrites
+``metrics.csv``/``metrics.json`` and ``last.pth`` atomically (``model_best.pth`` when the best improves).
+Resume is exact: every random stream (torch, numpy, python, the transform's generator, the shuffle) is seeded
+at the start of each epoch from (seed, rank, epoch), and ``last.pth`` holds everything else that evolves
+(weights, optimizer, scheduler, EMA, GradScaler, each rank's transform state such as adaptive eps), so a run
+killed anywhere in epoch ``e`` and resumed from ``last.pth`` repeats epoch ``e`` exactly as it would have run.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
-import os
+import random
 import time
-from collections.abc import Sequence
+import warnings
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import yaml
 
 from torch_semaug._io import write_text_atomic
-from torch_semaug.data.datasets import check_dataset_name, check_subset
-from torch_semaug.train.args import configure, parse_args
-from torch_semaug.train.checkpoint import load_checkpoint, save_checkpoint, write_metrics
+from torch_semaug.data.datasets import check_dataset_name, default_data_root
+from torch_semaug.train.args import TrainConfig
+from torch_semaug.train.checkpoint import (
+    load_checkpoint,
+    remove_stale_temp_files,
+    save_checkpoint,
+    write_curves,
+    write_metrics,
+)
+from torch_semaug.train.classifier_setup import (
+    build_model,
+    build_semaug,
+    compile_model,
+    make_accelerator,
+    normalisation,
+)
 from torch_semaug.train.data import build_datasets, build_loaders, probe
-from torch_semaug.train.loop import make_loss, train_one_epoch, validate
-from torch_semaug.train.semaug_setup import setup_semaug
+from torch_semaug.train.loop import EpochSetup, make_loss, train_one_epoch, validate
+
+# Options a resumed run cannot change: the weights would not fit, or the data would not be the same.
+FIXED_ON_RESUME = ("model", "dataset", "num_classes", "in_chans", "img_size")
 
 
-def check_args(args: argparse.Namespace) -> None:
-    """Cheap checks of the flags themselves, before anything is loaded."""
-    check_dataset_name(args.dataset)
-    check_subset(args.train_subset)
-    for name in ("batch_size", "epochs"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"{name}: expected an integer >= 1, got {getattr(args, name)!r}")
-    if args.workers < 0:
-        raise ValueError(f"workers: expected an integer >= 0, got {args.workers!r}")
-    if (args.mean is None) != (args.std is None):
-        raise ValueError("mean/std: pass both or neither")
+def rank_seed(seed: int, rank: int, epoch: int, stream: str = "") -> int:
+    """A seed for one random stream: different on every rank and every epoch, the same after a resume."""
+    return int.from_bytes(hashlib.sha256(f"{seed}/{rank}/{epoch}{stream}".encode()).digest()[:7], "little")
 
 
-def rank_seed(seed: int, rank: int, epoch: int) -> int:
-    """A seed for the transform's stream: different on every rank and every epoch, same after a resume."""
-    return int.from_bytes(hashlib.sha256(f"{seed}/{rank}/{epoch}".encode()).digest()[:7], "little")
+def seed_epoch(seed: int, rank: int, epoch: int, transform_rng: torch.Generator, shuffle: torch.Generator) -> None:
+    """Seed every random stream of epoch ``epoch`` on this rank; the shuffle is the same on every rank."""
+    value = rank_seed(seed, rank, epoch)
+    torch.manual_seed(value)
+    np.random.seed(value % 2**32)
+    random.seed(value)
+    transform_rng.manual_seed(value)
+    shuffle.manual_seed(rank_seed(seed, 0, epoch, "/shuffle"))
 
 
 def weights_digest(model: torch.nn.Module) -> str:
@@ -56,168 +75,301 @@ def weights_digest(model: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
-def normalisation(args: argparse.Namespace, model: torch.nn.Module, in_chans: int) -> tuple[tuple, tuple]:
-    """``--mean/--std``, else timm's data config of the model, reduced to one value for 1-channel data."""
-    from timm.data import resolve_model_data_config
-
-    if args.mean is not None:
-        mean, std = tuple(args.mean), tuple(args.std)
-    else:
-        config = resolve_model_data_config(model)
-        mean, std = tuple(config["mean"]), tuple(config["std"])
-        if in_chans != len(mean):
-            mean, std = (sum(mean) / len(mean),) * in_chans, (sum(std) / len(std),) * in_chans
-    if len(mean) != in_chans or len(std) != in_chans:
-        raise ValueError(f"mean/std: expected {in_chans} values (one per channel), got {len(mean)} and {len(std)}")
-    return mean, std
+def resolve_data(config: TrainConfig) -> TrainConfig:
+    """timm's meaning of ``--data-dir``: with no ``--dataset`` it is an ImageFolder; the default root otherwise."""
+    dataset = config.dataset or (f"folder:{config.data_root}" if config.data_root else "torch/cifar10")
+    check_dataset_name(dataset)
+    return config.replace(dataset=dataset, data_root=config.data_root or default_data_root())
 
 
-def run_folder(args: argparse.Namespace, accelerator: Any) -> Path:
-    """The run's folder (same on every rank); an existing run is only reused through ``--resume``."""
+def resume_config(path: str, **overrides: Any) -> TrainConfig:
+    """The options stored in the checkpoint at ``path``, with ``overrides``, set to resume it."""
+    stored = load_checkpoint(path)["args"]
+    known = set(TrainConfig.__dataclass_fields__)
+    return TrainConfig(**{k: v for k, v in stored.items() if k in known} | overrides | {"resume": str(path)})
+
+
+def check_resume(config: TrainConfig, state: dict[str, Any]) -> None:
+    for key in FIXED_ON_RESUME:
+        before, now = state["args"].get(key), getattr(config, key)
+        if before != now:
+            raise ValueError(f"resume: the checkpoint was trained with --{key.replace('_', '-')} {before}, "
+                             f"this run says {now}; a resumed run keeps it (start a new run to change it)")
+
+
+def run_folder(config: TrainConfig, accelerator: Any) -> Path:
+    """The run's folder (same on every rank); an existing run is only reused through ``resume``."""
     from accelerate.utils import broadcast_object_list
 
-    if args.resume:
-        return Path(args.resume).resolve().parent
-    name = args.experiment
+    if config.resume:
+        return Path(config.resume).resolve().parent
+    name = config.experiment
     if name is None:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-        parts = [stamp, args.dataset.replace("/", "-").replace(":", "-").strip("-"), args.model, args.semaug]
+        parts = [stamp, config.dataset.replace("/", "-").replace(":", "-").strip("-"), config.model, config.semaug]
         name = broadcast_object_list(["-".join(p for p in parts if p)[:120]])[0]
-    folder = Path(args.output) / name
+    folder = Path(config.output) / name
     if (folder / "last.pth").exists():
         raise ValueError(f"experiment: {folder} already holds a run; continue it with --resume {folder / 'last.pth'} "
                          "or choose another --experiment")
     return folder
 
 
-def run_training(args: argparse.Namespace) -> int:
-    """Train as configured by ``args``; returns the exit status (130 after Ctrl-C)."""
-    import timm
-    from accelerate import Accelerator
-    from accelerate.utils import gather_object, set_seed
+@dataclass
+class Run:
+    """Everything built for a run, shared by the epoch loop, the checkpoints and the summary."""
+
+    config: TrainConfig
+    accelerator: Any
+    model: torch.nn.Module  # as prepared (DDP-wrapped with several processes)
+    optimizer: Any
+    scheduler: Any
+    epochs: int
+    updates_per_epoch: int
+    train_loader: Any
+    val_loader: Any
+    shuffle: torch.Generator
+    rng: torch.Generator
+    setup: EpochSetup
+    folder: Path
+    info: dict[str, Any]  # num_classes, in_chans, mean, std, classes (what `semaug eval` reads)
+    history: list[dict[str, Any]]
+    best: dict[str, Any]
+
+    @property
+    def inner(self) -> torch.nn.Module:
+        return self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
+
+
+def random_erasing(config: TrainConfig, device: torch.device) -> Any:
+    """timm's ``--reprob`` with train.py's ``--remode pixel``, applied to the batch on the device."""
+    if config.reprob == 0 or config.no_aug:
+        return None
+    from timm.data.random_erasing import RandomErasing
+
+    return RandomErasing(config.reprob, mode="pixel", device=str(device))
+
+
+def build_run(config: TrainConfig, state: dict[str, Any] | None) -> Run:
+    """Data, model, transform, optimizer, scheduler and loaders, prepared by accelerate; restored from ``state``."""
+    from accelerate.utils import set_seed
     from timm.data import Mixup
     from timm.optim import create_optimizer_v2
     from timm.scheduler import create_scheduler_v2
 
-    check_args(args)
-    resume_state = load_checkpoint(args.resume) if args.resume else None
-    if resume_state is not None:
-        for key in ("model", "dataset", "num_classes", "in_chans"):
-            before, now = resume_state["args"].get(key), getattr(args, key)
-            if now is not None and before != now:
-                raise ValueError(f"resume: the checkpoint was trained with --{key.replace('_', '-')} {before}, "
-                                 f"this command says {now}")
-    mixed = ("fp16" if args.amp_dtype == "float16" else "bf16") if args.amp else "no"
-    accelerator = Accelerator(cpu=args.device == "cpu", mixed_precision=mixed)
-    rank, main = accelerator.process_index, accelerator.is_main_process
-    set_seed(args.seed)  # the same initial weights on every rank
-
-    probed = probe(args)
-    classes, in_chans, _ = probed
-    num_classes = args.num_classes or len(classes)
-    in_chans = args.in_chans or in_chans
-    model = timm.create_model(args.model, num_classes=num_classes, in_chans=in_chans, drop_rate=args.drop)
-    mean, std = normalisation(args, model, in_chans)
+    accelerator = make_accelerator(config)
+    set_seed(config.seed)  # the same initial weights on every rank
+    classes, in_chans, img_size = probe(config.dataset, config.data_root, config.train_split, config.img_size)
+    model, num_classes, in_chans = build_model(config, classes, in_chans)
+    mean, std = normalisation(config, model, in_chans)
     rng = torch.Generator(device=accelerator.device)
-    semaug, cache = setup_semaug(args, mean, std, rng)
-    data = build_datasets(args, mean, std, cache, probed, index=semaug is not None)
+    semaug, cache = build_semaug(config, mean, std, rng)
+    data = build_datasets(config, config.dataset, config.data_root, mean, std, img_size, cache,
+                          index=semaug is not None)
     mixup_fn = None
-    if args.mixup > 0 or args.cutmix > 0:
-        mixup_fn = Mixup(mixup_alpha=args.mixup, cutmix_alpha=args.cutmix, prob=args.mixup_prob,
-                         label_smoothing=args.smoothing, num_classes=num_classes)
-    train_loader, val_loader = build_loaders(args, data, drop_last=mixup_fn is not None)
-    optimizer = create_optimizer_v2(model, opt=args.opt, lr=args.lr, weight_decay=args.weight_decay,
-                                    momentum=args.momentum)
-    scheduler, num_epochs = create_scheduler_v2(
-        optimizer, sched=args.sched, num_epochs=args.epochs, warmup_epochs=args.warmup_epochs,
-        warmup_lr=args.warmup_lr, min_lr=args.min_lr, decay_epochs=args.decay_epochs or max(1, args.epochs // 3),
-        decay_rate=args.decay_rate, updates_per_epoch=len(train_loader),
-    )
-    loss_fn = make_loss(0.0 if mixup_fn is not None else args.smoothing)
-    folder = run_folder(args, accelerator)
-    set_seed(args.seed + rank)  # dropout, mixup and the like differ per rank from here on
-
+    if config.mixup > 0 or config.cutmix > 0:
+        mixup_fn = Mixup(mixup_alpha=config.mixup, cutmix_alpha=config.cutmix, prob=config.mixup_prob,
+                         label_smoothing=config.smoothing, num_classes=num_classes)
+    train_loader, val_loader, shuffle = build_loaders(config, data, drop_last=mixup_fn is not None)
+    optimizer = create_optimizer_v2(model, opt=config.opt, lr=config.lr, weight_decay=config.weight_decay,
+                                    momentum=config.momentum)
+    model = compile_model(model, config.torchcompile)
     model, optimizer, train_loader, val_loader = accelerator.prepare(model, optimizer, train_loader, val_loader)
-    inner = accelerator.unwrap_model(model)
-    start_epoch, history, best = 0, [], {"val_top1": -1.0, "epoch": -1}
-    if resume_state is not None:
-        inner.load_state_dict(resume_state["model"])
-        optimizer.load_state_dict(resume_state["optimizer"])
-        scheduler.load_state_dict(resume_state["scheduler"])
-        if semaug is not None and resume_state.get("semaug"):
-            semaug.load_state_dict(resume_state["semaug"])
-        start_epoch, history, best = resume_state["epoch"], resume_state["history"], resume_state["best"]
+    updates = (len(train_loader) + config.grad_accum_steps - 1) // config.grad_accum_steps
+    decay_epochs = config.decay_epochs or max(1, config.epochs // 3)
+    scheduler, epochs = create_scheduler_v2(
+        optimizer, sched=config.sched, num_epochs=config.epochs, warmup_epochs=config.warmup_epochs,
+        warmup_lr=config.warmup_lr, min_lr=config.min_lr, decay_epochs=decay_epochs,
+        decay_rate=config.decay_rate, updates_per_epoch=updates,
+    )
+    ema = None
+    if config.model_ema:
+        from timm.utils import ModelEmaV3
+
+        ema = ModelEmaV3(accelerator.unwrap_model(model, keep_torch_compile=False), decay=config.model_ema_decay)
     if semaug is not None:
         semaug.generator.to(accelerator.device)  # frozen; never passed to accelerator.prepare
         semaug.bind(model)  # the guard unwraps DDP for the inner steps
-    if main:
-        folder.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(folder / "args.yaml", yaml.safe_dump(vars(args), sort_keys=True))
-        print(f"run folder: {folder}\nmodel: {args.model} ({sum(p.numel() for p in inner.parameters()):,} "
-              f"parameters), {num_classes} classes, {len(data.train)} train / {len(data.val)} val images, "
-              f"{accelerator.num_processes} process(es) on {accelerator.device}")
-        if semaug is not None:
-            print(f"semaug: {semaug!r}" + (f" with cached latents {cache.path}" if cache is not None else ""))
+    setup = EpochSetup(make_loss(0.0 if mixup_fn is not None else config.smoothing), data.layout, semaug, mixup_fn,
+                       ema, random_erasing(config, accelerator.device), config.clip_grad, config.channels_last,
+                       config.progress, config.log_interval)
+    info = {"num_classes": num_classes, "in_chans": in_chans, "mean": list(mean), "std": list(std), "classes": classes,
+            "train_images": len(data.train), "val_images": len(data.val), "cache": cache}
+    run = Run(config, accelerator, model, optimizer, scheduler, epochs, updates, train_loader, val_loader, shuffle,
+              rng, setup, run_folder(config, accelerator), info, [], {"val_top1": -1.0, "epoch": -1})
+    if state is not None:
+        restore(run, state)
+    return run
 
-    def checkpoint(next_epoch: int, interrupted: bool = False) -> None:
-        if main:
-            save_checkpoint(
-                folder / "last.pth", model=inner.state_dict(), optimizer=optimizer.state_dict(),
-                scheduler=scheduler.state_dict(), semaug=semaug.state_dict() if semaug is not None else {},
-                epoch=next_epoch, history=history, best=best, args=vars(args), interrupted=interrupted,
-                num_classes=num_classes, in_chans=in_chans, mean=list(mean), std=list(std), classes=classes,
-            )
 
-    started = time.perf_counter()
-    epoch = start_epoch
+def restore(run: Run, state: dict[str, Any]) -> None:
+    """Load the evolving state of ``state`` into ``run``; a longer schedule is rebuilt, not restored."""
+    run.inner.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    start = state["epoch"]
+    if state["args"]["epochs"] == run.config.epochs:
+        run.scheduler.load_state_dict(state["scheduler"])
+    elif start > 0:  # timm's rule for a rebuilt scheduler: step it to where the run stands
+        run.scheduler.step(start)
+        run.scheduler.step_update(start * run.updates_per_epoch)
+    if run.setup.ema is not None and state.get("model_ema"):
+        run.setup.ema.load_state_dict(state["model_ema"])
+    if run.accelerator.scaler is not None and state.get("scaler"):
+        run.accelerator.scaler.load_state_dict(state["scaler"])
+    semaug, per_rank = run.setup.semaug, state.get("semaug_per_rank") or []
+    if semaug is not None and per_rank:
+        rank = run.accelerator.process_index
+        if len(per_rank) != run.accelerator.num_processes and run.accelerator.is_main_process:
+            warnings.warn(f"resume: the checkpoint holds the transform state of {len(per_rank)} process(es), this "
+                          f"run has {run.accelerator.num_processes}; every process starts from process 0's",
+                          stacklevel=2)
+        semaug.load_state_dict(per_rank[rank] if len(per_rank) == run.accelerator.num_processes else per_rank[0])
+    run.history, run.best = list(state["history"]), dict(state["best"])
+
+
+def save(run: Run, next_epoch: int) -> None:
+    """Write ``last.pth`` (main process; every rank's transform state is gathered into it)."""
+    from accelerate.utils import gather_object
+
+    semaug = run.setup.semaug
+    per_rank = gather_object([semaug.state_dict() if semaug is not None else {}])
+    if not run.accelerator.is_main_process:
+        return
+    ema = run.setup.ema
+    save_checkpoint(
+        run.folder / "last.pth", model=run.inner.state_dict(), optimizer=run.optimizer.state_dict(),
+        scheduler=run.scheduler.state_dict(), model_ema=ema.state_dict() if ema is not None else {},
+        scaler=run.accelerator.scaler.state_dict() if run.accelerator.scaler is not None else {},
+        semaug_per_rank=per_rank if semaug is not None else [], epoch=next_epoch, history=run.history,
+        best=run.best, args=run.config.to_dict(), **checkpoint_info(run),
+    )
+
+
+def checkpoint_info(run: Run) -> dict[str, Any]:
+    return {k: run.info[k] for k in ("num_classes", "in_chans", "mean", "std", "classes")}
+
+
+def save_best(run: Run, metrics: dict[str, Any]) -> None:
+    """timm's rule: the best epoch by validation top-1, of the EMA weights when ``model_ema`` is on."""
+    key = "ema_val_top1" if run.setup.ema is not None else "val_top1"
+    if metrics[key] <= run.best["val_top1"]:
+        return
+    run.best = {"val_top1": metrics[key], "epoch": metrics["epoch"], "metric": key}
+    if run.accelerator.is_main_process:
+        weights = run.setup.ema.module if run.setup.ema is not None else run.inner
+        save_checkpoint(run.folder / "model_best.pth", model=weights.state_dict(), epoch=metrics["epoch"] + 1,
+                        best=run.best, args=run.config.to_dict(), **checkpoint_info(run))
+
+
+def run_epoch(run: Run, epoch: int) -> dict[str, Any]:
+    accelerator = run.accelerator
+    seed_epoch(run.config.seed, accelerator.process_index, epoch, run.rng, run.shuffle)
+    tic = time.perf_counter()
+    metrics: dict[str, Any] = {"epoch": epoch, "lr": run.optimizer.param_groups[0]["lr"]}
+    metrics |= train_one_epoch(accelerator, run.model, run.train_loader, run.optimizer, run.scheduler, run.setup,
+                               epoch=epoch, updates_per_epoch=run.updates_per_epoch)
+    metrics |= validate(accelerator, run.model, run.val_loader, progress=run.config.progress)
+    if run.setup.ema is not None:
+        ema = validate(accelerator, run.setup.ema.module, run.val_loader, progress=run.config.progress)
+        metrics |= {f"ema_{k}": v for k, v in ema.items() if k != "val_examples"}
+    metrics["epoch_seconds"] = time.perf_counter() - tic
+    run.scheduler.step(epoch + 1, metrics["val_top1"])
+    return metrics
+
+
+def overrides(config: TrainConfig, stored: dict[str, Any]) -> list[str]:
+    """``--epochs 3 (checkpoint: 2)`` for every option of a resumed run that differs from the checkpoint's."""
+    now = config.to_dict()
+    return [f"--{key.replace('_', '-')} {now[key]} (checkpoint: {value})" for key, value in stored.items()
+            if key in now and key not in ("resume", "experiment", "output") and now[key] != value]
+
+
+def announce(run: Run, state: dict[str, Any] | None) -> None:
+    """Create the run folder and say what runs (main process)."""
+    config, info = run.config, run.info
+    if not run.accelerator.is_main_process:
+        return
+    run.folder.mkdir(parents=True, exist_ok=True)
+    for path in remove_stale_temp_files(run.folder):
+        print(f"removed {path.name}, left by a killed write")
+    write_text_atomic(run.folder / "args.yaml", yaml.safe_dump(config.to_dict(), sort_keys=True))
+    parameters = sum(p.numel() for p in run.inner.parameters())
+    print(f"run folder: {run.folder}\nmodel: {config.model} ({parameters:,} parameters), {info['num_classes']} "
+          f"classes, {info['train_images']} train / {info['val_images']} val images, "
+          f"{run.accelerator.num_processes} process(es) on {run.accelerator.device}")
+    if state is not None:
+        print(f"resuming {config.resume} at epoch {state['epoch']} of {run.epochs}")
+        changed = overrides(config, state["args"])
+        if changed:
+            print(f"overriding the checkpoint: {', '.join(changed)}")
+    if run.setup.semaug is not None:
+        cache = info["cache"]
+        print(f"semaug: {run.setup.semaug!r}" + (f" with cached latents {cache.path}" if cache is not None else ""))
+
+
+def finish(run: Run, start_epoch: int, started: float) -> dict[str, Any]:
+    from accelerate.utils import gather_object
+
+    accelerator = run.accelerator
+    accelerator.wait_for_everyone()
+    digests = gather_object([weights_digest(run.inner)])
+    steps = gather_object([len(run.train_loader) * (run.epochs - start_epoch)])
+    summary = {"run": str(run.folder), "epochs": run.epochs, "best": run.best,
+               "final": run.history[-1] if run.history else {}, "wall_seconds": time.perf_counter() - started,
+               "processes": accelerator.num_processes, "rank_weight_sha256": digests, "rank_train_steps": steps}
+    if accelerator.is_main_process:
+        write_text_atomic(run.folder / "summary.json", json.dumps(summary, indent=2))
+        plot = write_curves(run.folder, run.history)
+        final = summary["final"]
+        print(f"done: {run.epochs} epochs, final val top-1 {final.get('val_top1', float('nan')):.2f} %, best "
+              f"{run.best['val_top1']:.2f} % (epoch {run.best['epoch']}); metrics in {run.folder / 'metrics.csv'}"
+              + (f", curves in {plot}" if plot else ""))
+    accelerator.end_training()
+    return summary
+
+
+def train_classifier(config: TrainConfig | None = None, /, **options: Any) -> dict[str, Any]:
+    """Train a timm classifier; ``options`` are :class:`TrainConfig`'s fields (they update ``config``).
+
+    Returns the run's summary (also written to ``summary.json``). Raises ``ValueError`` naming the option
+    for a bad value, before the first step. A ``KeyboardInterrupt`` is re-raised after printing how to
+    resume; ``last.pth`` then holds the last completed epoch.
+    """
+    config = resolve_data((config or TrainConfig()).replace(**options))
+    state = load_checkpoint(config.resume) if config.resume else None
+    if state is not None:
+        check_resume(config, state)
+    run = build_run(config, state)
+    start_epoch = state["epoch"] if state is not None else 0
+    if start_epoch > run.epochs:
+        raise ValueError(f"epochs: the checkpoint has already trained {start_epoch} epochs, got --epochs "
+                         f"{config.epochs}; pass a larger --epochs to train further")
+    announce(run, state)
+    if config.log_with is not None:
+        run.accelerator.project_configuration.set_directories(str(run.folder))
+        run.accelerator.init_trackers("tracker", config=tracker_config(config))
+    if state is None:
+        save(run, 0)  # a kill during the first epoch can resume, and the folder is marked as a run
+    started, epoch = time.perf_counter(), start_epoch
     try:
-        for epoch in range(start_epoch, num_epochs):
-            rng.manual_seed(rank_seed(args.seed, rank, epoch))
-            tic = time.perf_counter()
-            metrics: dict[str, Any] = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"]}
-            metrics |= train_one_epoch(
-                accelerator, model, train_loader, optimizer, scheduler, loss_fn, epoch=epoch, semaug=semaug,
-                mixup_fn=mixup_fn, layout=data.layout, clip_grad=args.clip_grad, progress=not args.no_progress,
-                log_interval=args.log_interval,
-            )
-            metrics |= validate(accelerator, model, val_loader, progress=not args.no_progress)
-            metrics["epoch_seconds"] = time.perf_counter() - tic
-            scheduler.step(epoch + 1, metrics["val_top1"])
-            history.append(metrics)
-            if metrics["val_top1"] > best["val_top1"]:
-                best = {"val_top1": metrics["val_top1"], "epoch": epoch}
-            checkpoint(epoch + 1)
-            if main:
-                write_metrics(folder, history)
+        for epoch in range(start_epoch, run.epochs):
+            metrics = run_epoch(run, epoch)
+            run.history.append(metrics)
+            save_best(run, metrics)
+            save(run, epoch + 1)
+            run.accelerator.log({k: v for k, v in metrics.items() if k != "epoch"}, step=epoch)
+            if run.accelerator.is_main_process:
+                write_metrics(run.folder, run.history)
                 print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()))
     except KeyboardInterrupt:
-        checkpoint(epoch, interrupted=True)  # the interrupted epoch is run again on resume
-        if main:
-            print(f"\ninterrupted during epoch {epoch}; resume with --resume {folder / 'last.pth'}")
-        return 130
-    accelerator.wait_for_everyone()
-    digests = gather_object([weights_digest(inner)])
-    steps = gather_object([len(train_loader) * (num_epochs - start_epoch)])
-    if main:
-        summary = {"run": str(folder), "epochs": num_epochs, "best": best, "final": history[-1] if history else {},
-                   "wall_seconds": time.perf_counter() - started, "processes": accelerator.num_processes,
-                   "rank_weight_sha256": digests, "rank_train_steps": steps}
-        write_text_atomic(folder / "summary.json", json.dumps(summary, indent=2))
-        final = summary["final"]
-        print(f"done: {num_epochs} epochs, final val top-1 {final.get('val_top1', float('nan')):.2f} %, best "
-              f"{best['val_top1']:.2f} % (epoch {best['epoch']}); metrics in {folder / 'metrics.csv'}")
-    accelerator.end_training()
-    return 0
+        if run.accelerator.is_main_process:
+            where = f"the end of epoch {epoch - 1}" if epoch > 0 else "the initial weights"
+            print(f"\ninterrupted during epoch {epoch}; resume with --resume {run.folder / 'last.pth'} (it holds "
+                  f"{where})")
+        raise
+    return finish(run, start_epoch, started)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m torch_semaug.train``."""
-    parser = argparse.ArgumentParser(prog="python -m torch_semaug.train", description=__doc__.splitlines()[0])
-    configure(parser)
-    args = parse_args(parser, argv)
-    try:
-        return run_training(args)
-    except (ValueError, FileNotFoundError) as error:
-        if os.environ.get("SEMAUG_TRACEBACK"):
-            raise
-        parser.exit(2, f"error: {error}\n")
+def tracker_config(config: TrainConfig) -> dict[str, Any]:
+    """The options as the scalar hyper-parameters trackers accept."""
+    return {k: v if isinstance(v, int | float | str | bool) else str(v) for k, v in config.to_dict().items()}

@@ -7,8 +7,10 @@ wrapped model then trains on its output.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -49,63 +51,109 @@ def apply_semaug(semaug: SemanticTransform | None, batch: list[Tensor], layout: 
     return semaug(x, y, **extras)
 
 
-def train_one_epoch(
-    accelerator: Accelerator,
-    model: nn.Module,
-    loader: DataLoader,
-    optimizer: torch.optim.Optimizer,
-    scheduler: Any,
-    loss_fn: LossFn,
-    *,
-    epoch: int,
-    semaug: SemanticTransform | None,
-    mixup_fn: Callable | None,
-    layout: str,
-    clip_grad: float | None,
-    progress: bool,
-    log_interval: int,
-) -> dict[str, float]:
-    """Train ``model`` for one epoch; returns loss/accuracy summed over every process."""
-    model.train()
-    num_updates = epoch * len(loader)
-    totals = torch.zeros(3, device=accelerator.device)  # loss sum, correct, examples with hard labels
-    count = torch.zeros(1, device=accelerator.device)  # examples
-    semaug_seconds = 0.0
-    bar = tqdm(loader, desc=f"train {epoch}", leave=False, disable=not (progress and accelerator.is_main_process))
-    for step, batch in enumerate(bar):
-        start = time.perf_counter()
-        x, y = apply_semaug(semaug, batch, layout)
-        semaug_seconds += time.perf_counter() - start
-        hard = y.ndim == 1
-        if mixup_fn is not None:
-            if not hard:
-                raise ValueError("mixup: the semantic transform returned soft labels; turn off --mixup/--cutmix "
-                                 "or the transform's label smoothing")
-            x, y = mixup_fn(x, y)
+@dataclass
+class EpochSetup:
+    """What stays the same from one epoch to the next."""
+
+    loss_fn: LossFn
+    layout: str
+    semaug: SemanticTransform | None = None
+    mixup_fn: Callable | None = None
+    ema: Any = None  # timm.utils.ModelEmaV3
+    erase: Callable[[Tensor], Tensor] | None = None  # timm's RandomErasing on the batch, as timm's prefetcher
+    clip_grad: float | None = None
+    channels_last: bool = False
+    progress: bool = True  # a tqdm bar on a terminal
+    log_interval: int = 50  # batches between timm-style log lines when stdout is not a terminal (or no bar)
+
+
+class BatchLog:
+    """timm's ``Train: epoch [batch/total (pct%)]  Loss: last (mean)  Time: ...  LR: ...`` lines, or a tqdm bar
+    on a terminal. Main process only."""
+
+    def __init__(self, accelerator: Accelerator, total: int, epoch: int, setup: EpochSetup) -> None:
+        self.main, self.total, self.epoch, self.interval = accelerator.is_main_process, total, epoch, setup.log_interval
+        self.bar = None
+        if self.main and setup.progress and sys.stdout.isatty():
+            self.bar = tqdm(total=total, desc=f"train {epoch}", leave=False)
+        self.loss_sum, self.count, self.start = 0.0, 0, time.perf_counter()
+
+    def update(self, step: int, loss: float, batch_size: int, lr: float) -> None:
+        if not self.main:
+            return
+        self.loss_sum, self.count = self.loss_sum + loss, self.count + 1
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.3g}", refresh=False)
+        elif step % self.interval == 0 or step == self.total - 1:
+            seconds = (time.perf_counter() - self.start) / self.count
+            print(f"Train: {self.epoch} [{step:>4d}/{self.total} ({100.0 * step / max(self.total - 1, 1):>3.0f}%)]  "
+                  f"Loss: {loss:#.4g} ({self.loss_sum / self.count:#.4g})  Time: {seconds:.3f}s, "
+                  f"{batch_size / seconds:>7.2f}/s  LR: {lr:.3e}", flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def train_step(accelerator: Accelerator, model: nn.Module, optimizer: torch.optim.Optimizer, setup: EpochSetup,
+               x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """Forward/backward of one batch inside ``accelerator.accumulate`` (the optimizer steps when gradients
+    sync); returns the loss and the logits."""
+    if setup.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with accelerator.accumulate(model):
         with accelerator.autocast():
             logits = model(x)
-            loss = loss_fn(logits, y)
-        optimizer.zero_grad(set_to_none=True)
+            loss = setup.loss_fn(logits, y)
         accelerator.backward(loss)
-        if clip_grad is not None:
-            accelerator.clip_grad_norm_(model.parameters(), clip_grad)
+        if setup.clip_grad is not None and accelerator.sync_gradients:
+            accelerator.clip_grad_norm_(model.parameters(), setup.clip_grad)
         optimizer.step()
-        num_updates += 1
-        scheduler.step_update(num_updates=num_updates)
-        batch_size = x.shape[0]
-        totals[0] += loss.detach().float() * batch_size
-        count += batch_size
-        if y.ndim == 1:
-            totals[1] += (logits.detach().argmax(1) == y).sum()
-            totals[2] += batch_size
-        if step % max(1, log_interval) == 0:
-            bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{optimizer.param_groups[0]['lr']:.3g}")
-    totals = accelerator.reduce(totals, "sum")
-    count = accelerator.reduce(count, "sum")
-    metrics = {"train_loss": float(totals[0] / count.clamp_min(1)), "train_examples": int(count)}
+        optimizer.zero_grad(set_to_none=True)
+    return loss, logits
+
+
+def train_one_epoch(accelerator: Accelerator, model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
+                    scheduler: Any, setup: EpochSetup, *, epoch: int, updates_per_epoch: int) -> dict[str, float]:
+    """Train ``model`` for one epoch; loss/accuracy count every example once over all processes."""
+    model.train()
+    num_updates = epoch * updates_per_epoch
+    totals = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, examples with hard labels
+    count, semaug_seconds = 0, 0.0
+    log = BatchLog(accelerator, len(loader), epoch, setup)
+    for step, batch in enumerate(loader):
+        start = time.perf_counter()
+        x, y = apply_semaug(setup.semaug, batch, setup.layout)
+        semaug_seconds += time.perf_counter() - start
+        if setup.erase is not None:  # after the transform: erased pixels are outside the generator's range
+            x = setup.erase(x)
+        labels = y
+        if setup.mixup_fn is not None:
+            if y.ndim != 1:
+                raise ValueError("mixup: the semantic transform returned soft labels; turn off --mixup/--cutmix "
+                                 "or the transform's label smoothing")
+            x, y = setup.mixup_fn(x, y)
+        loss, logits = train_step(accelerator, model, optimizer, setup, x, y)
+        if accelerator.sync_gradients:
+            num_updates += 1
+            scheduler.step_update(num_updates=num_updates)
+            if setup.ema is not None:
+                setup.ema.update(accelerator.unwrap_model(model, keep_torch_compile=False), step=num_updates)
+        # One row per example, so that gather_for_metrics can drop the copies padding the last batch.
+        hard = labels.ndim == 1 and y.ndim == 1
+        correct = (logits.detach().argmax(1) == labels).double() if hard else torch.zeros(x.shape[0])
+        rows = torch.stack([loss.detach().double().expand(x.shape[0]).cpu(), correct.cpu(),
+                            torch.full((x.shape[0],), float(hard), dtype=torch.float64)], 1)
+        rows = accelerator.gather_for_metrics(rows.to(accelerator.device)).cpu()
+        totals += rows.sum(0)
+        count += rows.shape[0]
+        log.update(step, loss.detach().item(), x.shape[0] * accelerator.num_processes, optimizer.param_groups[0]["lr"])
+    log.close()
+    metrics = {"train_loss": float(totals[0]) / max(count, 1), "train_examples": count}
     if float(totals[2]) > 0:
         metrics["train_top1"] = 100.0 * float(totals[1] / totals[2])
-    if semaug is not None:
+    if setup.semaug is not None:
         metrics["semaug_seconds"] = semaug_seconds
     return metrics
 
@@ -116,8 +164,8 @@ def validate(accelerator: Accelerator, model: nn.Module, loader: DataLoader, *, 
     """Loss, top-1 and top-5 accuracy over the whole split, gathered from every process without duplicates."""
     model.eval()
     loss_sum, correct1, correct5, total = 0.0, 0, 0, 0
-    bar = tqdm(loader, desc=desc, leave=False, disable=not (progress and accelerator.is_main_process))
-    for batch in bar:
+    show = progress and accelerator.is_main_process and sys.stdout.isatty()
+    for batch in tqdm(loader, desc=desc, leave=False, disable=not show):
         x, y = batch[0], batch[1]
         with accelerator.autocast():
             logits = model(x)

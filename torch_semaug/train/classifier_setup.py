@@ -1,0 +1,114 @@
+"""The pieces of a classifier run that are checked before they are built: accelerator, timm model,
+normalisation and the semantic transform."""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import warnings
+from typing import Any
+
+import torch
+
+from torch_semaug.data.latent_cache import LatentCache
+from torch_semaug.train.args import TrainConfig
+from torch_semaug.train.semaug_setup import FLAG_TO_KWARG, check_transform_name, flag_kwargs, setup_semaug
+from torch_semaug.transforms import SemanticTransform
+
+
+def make_accelerator(config: TrainConfig) -> Any:
+    """An ``Accelerator`` on the requested device; with no GPU it runs on CPU processes (gloo), which is what
+    makes ``accelerate launch --multi_gpu --num_processes 2`` start two CPU processes."""
+    from accelerate import Accelerator
+
+    device = config.device
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device: 'cuda' requested, but torch finds no CUDA device; use --device cpu")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("device: 'mps' requested, but this torch build has no MPS device; use --device cpu")
+    no_accelerator = not torch.cuda.is_available() and not torch.backends.mps.is_available()
+    mixed = ("fp16" if config.amp_dtype == "float16" else "bf16") if config.amp else "no"
+    try:
+        accelerator = Accelerator(cpu=device == "cpu" or (device is None and no_accelerator), mixed_precision=mixed,
+                                  gradient_accumulation_steps=config.grad_accum_steps, log_with=config.log_with)
+    except (ValueError, ImportError) as error:
+        raise ValueError(f"amp: accelerate cannot run --amp --amp-dtype {config.amp_dtype} / --log-with "
+                         f"{config.log_with} here ({error})") from None
+    if not accelerator.is_main_process:
+        warnings.simplefilter("ignore")  # one copy of every warning: the main process's
+    return accelerator
+
+
+def build_model(config: TrainConfig, classes: list[str], data_chans: int) -> tuple[torch.nn.Module, int, int]:
+    """``timm.create_model`` for the dataset's classes and channels; returns the model, classes and channels."""
+    import timm
+
+    if not timm.is_model(config.model):
+        close = difflib.get_close_matches(config.model, timm.list_models(), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; see timm.list_models()"
+        raise ValueError(f"model: expected a timm model name, got {config.model!r}{hint}")
+    num_classes = config.num_classes or len(classes)
+    if num_classes < len(classes) or num_classes < 2:
+        raise ValueError(f"num_classes: the training split has {len(classes)} classes, so at least "
+                         f"{max(2, len(classes))} are needed, got {num_classes}")
+    if config.in_chans is not None and config.in_chans != data_chans:
+        raise ValueError(f"in_chans: the images have {data_chans} channel(s), got {config.in_chans}")
+    try:
+        model = timm.create_model(config.model, num_classes=num_classes, in_chans=data_chans, drop_rate=config.drop)
+    except (TypeError, ValueError, RuntimeError, AssertionError) as error:
+        raise ValueError(f"model: timm cannot build {config.model!r} for {data_chans}-channel images "
+                         f"({error})") from None
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model, num_classes, data_chans
+
+
+def compile_model(model: torch.nn.Module, backend: str | None) -> torch.nn.Module:
+    """timm's ``--torchcompile [BACKEND]``: ``torch.compile`` with a checked backend name."""
+    if backend is None:
+        return model
+    import torch._dynamo
+
+    backends = torch._dynamo.list_backends(exclude_tags=())
+    if backend not in backends:
+        raise ValueError(f"torchcompile: expected a torch.compile backend such as inductor or eager, got {backend!r}")
+    return torch.compile(model, backend=backend)
+
+
+def normalisation(config: TrainConfig, model: torch.nn.Module, in_chans: int) -> tuple[tuple, tuple]:
+    """``mean``/``std``, else timm's data config of the model, reduced to one value for 1-channel data."""
+    from timm.data import resolve_model_data_config
+
+    if config.mean is not None:
+        mean, std = tuple(config.mean), tuple(config.std)
+    else:
+        data_config = resolve_model_data_config(model)
+        mean, std = tuple(data_config["mean"]), tuple(data_config["std"])
+        if in_chans != len(mean):
+            mean, std = (sum(mean) / len(mean),) * in_chans, (sum(std) / len(std),) * in_chans
+    if len(mean) != in_chans or len(std) != in_chans:
+        raise ValueError(f"mean: expected {in_chans} values (one per channel), got {len(mean)} and {len(std)}")
+    return mean, std
+
+
+def check_required(config: TrainConfig) -> None:
+    """A transform argument without a default that no flag gave, reported as the flag that gives it."""
+    cls = check_transform_name(config.semaug)
+    given = flag_kwargs(config)
+    params = [p for p in inspect.signature(cls).parameters.values() if p.name != "generator"]
+    flags = {kwarg: flag for flag, kwarg in FLAG_TO_KWARG.items()}
+    for param in params:
+        required = param.default is param.empty and param.kind in (param.KEYWORD_ONLY, param.POSITIONAL_OR_KEYWORD)
+        if required and param.name not in given:
+            flag = flags.get(param.name)
+            how = f"--{flag.replace('_', '-')} VALUE" if flag else f"--semaug-kwargs {param.name}=VALUE"
+            raise ValueError(f"{flag or 'semaug_kwargs'}: --semaug {config.semaug} needs {param.name!r}; "
+                             f"pass {how}")
+
+
+def build_semaug(config: TrainConfig, mean: tuple, std: tuple,
+                 rng: torch.Generator) -> tuple[SemanticTransform | None, LatentCache | None]:
+    """The transform and latent cache of the ``semaug*`` options (``None, None`` without ``semaug``)."""
+    if config.semaug is not None:
+        check_required(config)
+    return setup_semaug(config, mean, std, rng)
