@@ -50,21 +50,23 @@ def make_method(name: str, model: nn.Module, *, num_classes: int, image_shape: t
         cut = v2.CutMix(num_classes=num_classes)
         return lambda x, y, z: cut(x, y)
     if name == "pixel_at":
-        attack = ts.AdversarialLatentAttack(ts.IdentityGenerator(image_shape), model, eps=at_eps,
+        attack = ts.AdversarialLatentAttack(ts.IdentityGenerator(image_shape), model=model, eps=at_eps,
                                             step_size=at_eps / 4, steps=at_steps, random_start=True, p=p, rng=rng)
         return lambda x, y, z: attack(x, y)
     if name in ("randmix", "advmix"):
         if generator is None:
             raise ValueError(f"method {name!r}: needs a StyleGAN2 generator (--generator)")
-        mix = ts.LatentMix(generator, model, mode="random" if name == "randmix" else "adversarial", p=p,
-                           steps=adv_steps, restarts=adv_restarts, rng=rng)
+        # the paper's fine layers (generator.fine_layers) and budgets; AdvMix's training budget from the scale
+        mix = (ts.LatentMix(generator, p=p, rng=rng) if name == "randmix" else
+               ts.LatentMix(generator, model=model, mode="adversarial", p=p, steps=adv_steps, restarts=adv_restarts,
+                            rng=rng))
         return lambda x, y, z: mix(x, y, latents=z)
     if name in ("rla", "ala"):
         if flow is None:
             raise ValueError(f"method {name!r}: needs a flow (--flow)")
-        kwargs = dict(eps=0.25, norm="linf") if name == "rla" else dict(eps=1.0, norm="l2", step_size=0.5, steps=3)
-        perturb = ts.FlowPerturb(flow, model=model, mode="random" if name == "rla" else "adversarial", p=p,
-                                 rng=rng, **kwargs)
+        # the papers' defaults: R-LA l-inf eps 0.25; A-LA l2 eps 1.0, step 0.5, 3 steps, random start
+        perturb = (ts.FlowPerturb(flow, mode="random", p=p, rng=rng) if name == "rla" else
+                   ts.FlowPerturb(flow, model=model, mode="adversarial", p=p, rng=rng))
         return lambda x, y, z: perturb(x, y)
     raise ValueError(f"method: unknown method {name!r}")
 

@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
                           num_classes=2, latents=train_w, generator=generator, at_eps=8 / 255,
                           at_steps=s["at_steps"], adv_steps=s["adv_steps"], adv_restarts=s["adv_restarts"],
                           desc=f"{attribute} {method}")
-            attack = ts.LatentMix(generator, model, mode="adversarial", steps=s["eval_steps"],
+            attack = ts.LatentMix(generator, model=model, mode="adversarial", steps=s["eval_steps"],
                                   restarts=s["eval_restarts"], rng=torch.Generator().manual_seed(args.seed))
             rows.append([attribute, method, accuracy(model, test_x, test_y),
                          accuracy(model, test_x, test_y, attack=attack, latents=test_w)])

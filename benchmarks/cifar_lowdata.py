@@ -100,8 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     train_x, train_y = load_split(args, "train", None if args.scale != "smoke" else 64)
     attacks = {}
     if flow is not None:
-        attacks = {"R-LA": dict(mode="random", eps=0.25, norm="linf"),
-                   "A-LA": dict(mode="adversarial", eps=1.0, norm="l2", step_size=0.5, steps=3)}
+        attacks = {"R-LA": dict(mode="random"), "A-LA": dict(mode="adversarial")}  # the papers' defaults
     t1_rows, t6_rows = [], []
     for fraction in s["fractions"]:
         count = max(1, round(fraction * len(train_x)))  # the official order: the first k % is a prefix
@@ -117,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
             t1_rows.append([f"{fraction:.0%}", name, clean, paper])
             row = [f"{fraction:.0%}", name, clean]
             for attack in attacks.values():
-                perturb = ts.FlowPerturb(flow, model=model, rng=torch.Generator().manual_seed(args.seed), **attack)
+                perturb = ts.FlowPerturb(flow, rng=torch.Generator().manual_seed(args.seed), **attack).bind(model)
                 row.append(accuracy(model, test_x, test_y, attack=perturb))
             t6_rows.append(row)
     sections = [f"Scale `{args.scale}`: model {s['model']}, {s['steps']} Adam steps of {s['batch']}, test on the "

@@ -65,7 +65,7 @@ def figure(generator, model, real, images, labels, latents, out: Path, variants:
     rand = ts.LatentMix(generator, rng=torch.Generator().manual_seed(seed))
     for _ in range(variants):
         rows.append(rand(images, labels, latents=latents)[0])
-    adv = ts.LatentMix(generator, model, mode="adversarial", steps=20, restarts=10,
+    adv = ts.LatentMix(generator, model=model, mode="adversarial", steps=20, restarts=10,
                        rng=torch.Generator().manual_seed(seed))
     rows.append(adv(images, labels, latents=latents)[0])
     diffs = []

@@ -110,7 +110,7 @@ def case_adversarial_latent_attack(setup: Setup) -> list[Row]:
     rows = []
     for early_stop in (False, True):
         attack = ts.AdversarialLatentAttack(
-            generator, model, eps=8 / 255, step_size=2 / 255, steps=steps, early_stop=early_stop
+            generator, model=model, eps=8 / 255, step_size=2 / 255, steps=steps, early_stop=early_stop
         )
         seconds, floor_seconds, peak = time_pair(lambda a=attack: a(images, labels), floor, setup)
         rows.append(Row("adversarial_latent_attack", f"identity, linf, {steps} steps, early_stop={early_stop}",
@@ -193,7 +193,7 @@ def case_direction_edit(setup: Setup) -> list[Row]:
 
     rows = []
     for layers in (None, (0, 4)):
-        edit = ts.DirectionEdit(generator, directions, model=model, mode="adversarial", eps=1.0, steps=steps,
+        edit = ts.DirectionEdit(generator, directions=directions, model=model, mode="adversarial", eps=1.0, steps=steps,
                                 layers=layers)
         seconds, floor_seconds, peak = time_pair(lambda e=edit: e(images, labels, latents=latents), floor, setup)
         rows.append(Row("direction_edit", f"{type(generator).__name__} {size[0]} px, 10 directions, layers={layers}, "
@@ -215,7 +215,7 @@ def case_latent_mix(setup: Setup) -> list[Row]:
             generator.decode(latents)
 
     seconds, floor_seconds, peak = time_pair(lambda: randmix(images, labels, latents=latents), decode_floor, setup)
-    rows.append(Row("latent_mix", f"random (RandMix), split {randmix.split}", seconds, floor_seconds,
+    rows.append(Row("latent_mix", f"random (RandMix), layers {randmix.layers}", seconds, floor_seconds,
                     "1 x G decode", peak))
     restarts = 2 if setup.scale == "smoke" else 5
 
@@ -227,7 +227,7 @@ def case_latent_mix(setup: Setup) -> list[Row]:
                 torch.autograd.grad(loss, z)
 
     for early_stop in (False, True):
-        advmix = ts.LatentMix(generator, model, mode="adversarial", steps=steps, restarts=restarts,
+        advmix = ts.LatentMix(generator, model=model, mode="adversarial", steps=steps, restarts=restarts,
                               early_stop=early_stop)
         seconds, floor_seconds, peak = time_pair(lambda a=advmix: a(images, labels, latents=latents), adv_floor,
                                                  setup)

@@ -3,11 +3,14 @@
 Classifier-in-the-loop (adversarial) modes run per batch *after* the DataLoader, exactly where timm applies
 ``mixup_fn``: DataLoader workers cannot hold the live model. Random modes may also sit inside the
 dataset's ``v2.Compose`` (see the comment at the bottom). With ``--latents`` the dataset serves cached
-latents (``semaug encode``) so nothing is re-inverted during training.
+latents (``semaug encode``) so nothing is re-inverted during training. Budget flags left out take the
+mode's defaults (the papers'; the README's "modes and defaults" table).
 
     python examples/dataloader_loop.py                              # pixel PGD (identity generator), FakeData
-    python examples/dataloader_loop.py --data-root /work/shared/data --transform flow_perturb \\
-        --generator glow.safetensors --eps 1.0 --step-size 0.5 --steps 3 --kwargs norm=l2
+    python examples/dataloader_loop.py --data-root data --transform flow_perturb \\
+        --generator glow.safetensors --mode adversarial                # A-LA: l2, eps 1.0, 3 steps of 0.5
+    python examples/dataloader_loop.py --data-root data --transform flow_perturb \\
+        --generator glow.safetensors --mode random --eps 0.25          # R-LA (no classifier, no steps)
 """
 
 from __future__ import annotations
@@ -45,9 +48,10 @@ def main() -> None:
     parser.add_argument("--transform", default="adversarial_latent_attack", choices=torch_semaug.list_transforms())
     parser.add_argument("--generator", default=None, help="generator checkpoint; default: the identity (pixel PGD)")
     parser.add_argument("--latents", default=None, help="latent cache of the training set (semaug encode)")
-    parser.add_argument("--eps", type=float, default=8 / 255)
-    parser.add_argument("--step-size", type=float, default=2 / 255)
-    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--mode", default=None, help="transform mode; default: the transform's first mode")
+    parser.add_argument("--eps", type=float, default=None, help="default: the mode's")
+    parser.add_argument("--step-size", type=float, default=None, help="default: the mode's")
+    parser.add_argument("--steps", type=int, default=None, help="default: the mode's")
     parser.add_argument("--kwargs", nargs="*", default=[], help="more transform arguments, KEY=VALUE")
     parser.add_argument("--batches", type=int, default=20, help="batches to train on")
     args = parser.parse_args()
@@ -68,11 +72,14 @@ def main() -> None:
     generator = (load_generator(args.generator) if args.generator is not None
                  else torch_semaug.IdentityGenerator((3, 32, 32)))
     model = small_cnn()
-    # Every transform takes the generator as its first argument (FlowPerturb calls it `flow`).
+    # Every transform has the shape T(generator, *, model=..., mode=..., <budget>, ...); arguments its mode
+    # does not use are an error, so only the flags given are passed. bind() attaches the classifier that
+    # adversarial modes attack (random modes never call it).
+    given = dict(mode=args.mode, eps=args.eps, step_size=args.step_size, steps=args.steps)
     semaug = get_transform_class(args.transform)(
-        generator, model=model, eps=args.eps, step_size=args.step_size, steps=args.steps, mean=MEAN, std=STD,
+        generator, mean=MEAN, std=STD, **{k: v for k, v in given.items() if v is not None},
         **parse_kwargs(args.kwargs, "kwargs"),
-    )
+    ).bind(model)
     print(semaug)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     model.train()
@@ -89,7 +96,7 @@ def main() -> None:
         if step + 1 >= args.batches:
             break
     # Random modes can instead run per sample inside the dataset pipeline, e.g.
-    #   v2.Compose([to_tensor, get_transform_class("flow_perturb")(glow, mode="random", eps=0.25),
+    #   v2.Compose([to_tensor, get_transform_class("flow_perturb")(glow, mode="random"),  # eps 0.25, l-inf
     #               v2.Normalize(MEAN, STD)])
 
 

@@ -51,7 +51,7 @@ def _run(args: argparse.Namespace) -> int:
     result = run_demo(config, seed=args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
     samples = args.out / "samples.png"
-    save_samples(sample_columns(result, args.seed, *config.figure_adv, split=config.split), samples)
+    save_samples(sample_columns(result, args.seed, *config.figure_adv, layers=config.layers), samples)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     command = "semaug " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["demo"] else \
         "semaug demo" + (" --quick" if args.quick else "")

@@ -42,7 +42,7 @@ class DemoConfig:
     p: float = 0.5                # fraction of each batch that is augmented
     adv_steps: int = 2            # AdvMix gradient steps per restart
     adv_restarts: int = 2         # AdvMix restarts
-    split: int | None = 2         # first W+ layer LatentMix replaces (2: keep the 4x4 and first 8x8 styles)
+    layers: tuple[int, int] = (2, 6)  # W+ layers LatentMix replaces: all but the 4x4 and first 8x8 styles (16 px)
     figure_adv: tuple[int, int] = (20, 10)   # AdvMix steps, restarts in samples.png (the paper's evaluation)
     generator: Path = field(default_factory=lambda: ASSET)
 
@@ -102,9 +102,9 @@ def train_classifier(method: str, images: Tensor, labels: Tensor, latents: Tenso
     rng = torch.Generator().manual_seed(seed)
     augment: Callable | None = None
     if method == "RandMix":
-        augment = LatentMix(generator, split=config.split, p=config.p, rng=torch.Generator().manual_seed(seed + 1))
+        augment = LatentMix(generator, layers=config.layers, p=config.p, rng=torch.Generator().manual_seed(seed + 1))
     elif method == "AdvMix":
-        augment = LatentMix(generator, model, mode="adversarial", split=config.split, p=config.p,
+        augment = LatentMix(generator, model=model, mode="adversarial", layers=config.layers, p=config.p,
                             steps=config.adv_steps, restarts=config.adv_restarts,
                             rng=torch.Generator().manual_seed(seed + 1))
     model.train()

@@ -16,7 +16,7 @@ COLUMNS = ("original", "recon.", "RandMix", "AdvMix", "diff Rand", "diff Adv")
 
 
 def sample_columns(result: DemoResult, seed: int, steps: int = 20, restarts: int = 10,
-                   split: int | None = None) -> list[Tensor]:
+                   layers: tuple[int, int] | None = None) -> list[Tensor]:
     """The columns of ``samples.png``, each ``(B, 3, R, R)`` in [0, 1].
 
     AdvMix attacks the *nominal* classifier (the one that learnt colour), with the paper's evaluation
@@ -28,9 +28,9 @@ def sample_columns(result: DemoResult, seed: int, steps: int = 20, restarts: int
     images, labels, latents = result.samples
     with torch.no_grad():
         recon = (g.decode(latents).clamp(-1, 1) + 1) / 2
-    rand = LatentMix(g, split=split, rng=torch.Generator().manual_seed(seed))(images, labels, latents=latents)[0]
-    adv = LatentMix(g, result.models["nominal"], mode="adversarial", split=split, steps=steps, restarts=restarts,
-                    rng=torch.Generator().manual_seed(seed))(images, labels, latents=latents)[0]
+    rand = LatentMix(g, layers=layers, rng=torch.Generator().manual_seed(seed))(images, labels, latents=latents)[0]
+    adv = LatentMix(g, model=result.models["nominal"], mode="adversarial", layers=layers, steps=steps,
+                    restarts=restarts, rng=torch.Generator().manual_seed(seed))(images, labels, latents=latents)[0]
     diffs = []
     for variant in (rand, adv):
         d = (variant - recon).abs().sum(1, keepdim=True)
@@ -59,8 +59,7 @@ def results_markdown(result: DemoResult, config: DemoConfig, seed: int, command:
         f"{config.heldout_images} held-out shapes coloured the same way; {config.test_images} test shapes in "
         "uniformly random colours (the unbiased test set)",
         f"- generator: `{config.generator.name}` (StyleGAN2, {result.generator.resolution} px, "
-        f"{result.generator.num_ws} W+ layers, LatentMix swaps layers "
-        f"{result.generator.fine_split if config.split is None else config.split}+)",
+        f"{result.generator.num_ws} W+ layers, LatentMix swaps layers={config.layers})",
         f"- W+ latents of the training images: optimisation inversion, {config.invert_steps} steps "
         f"(mean reconstruction PSNR {result.psnr:.1f} dB)",
         f"- classifier: small CNN, {config.classifier_steps} Adam steps of {config.batch} images, the same init "

@@ -47,6 +47,7 @@ class AdversarialLatentAttack(SemanticTransform):
                             norm="linf", targets="labels", relative_eps=False, layers=None, mask=None),
     }
     random_modes = ()
+    mode_papers = {"adversarial": "PGD, Madry et al. 2018 (CIFAR-10)"}
 
     def __init__(
         self,

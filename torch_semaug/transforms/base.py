@@ -69,6 +69,8 @@ class SemanticTransform(v2.Transform):
 
     mode_defaults: ClassVar[dict[str, dict[str, Any]]] = {"random": {}}
     random_modes: ClassVar[tuple[str, ...]] = ("random",)
+    #: where each mode's defaults come from (the README table's "paper" column)
+    mode_papers: ClassVar[dict[str, str]] = {"random": ""}
     norms: ClassVar[tuple[str, ...]] = NORMS
     #: generator kinds (``semaug`` checkpoints) the transform works with; ``None``: any
     generator_kinds: ClassVar[tuple[str, ...] | None] = None

@@ -13,8 +13,9 @@ from torch import Tensor, nn
 from torch_semaug._checks import describe
 from torch_semaug.attacks.adaptive import AdaptiveEps
 from torch_semaug.directions.directions import Directions
-from torch_semaug.directions.find import check_style_generator, generator_provenance
+from torch_semaug.directions.find import generator_provenance
 from torch_semaug.generators.base import LatentGenerator
+from torch_semaug.generators.stylegan2 import as_stylegan
 from torch_semaug.transforms.attack import AttackProblem
 from torch_semaug.transforms.base import SemanticTransform
 from torch_semaug.transforms.context import MoveContext
@@ -71,13 +72,15 @@ class DirectionEdit(SemanticTransform):
         "random": dict(layers=None, mask=None, components=None, strength=(-2.0, 2.0)),
         "adversarial": dict(
             strength=(-2.0, 2.0),
-            eps=Derived("max(|low|, |high|) of strength", lambda a, g: max(map(abs, a["strength"]))),
+            eps=Derived("max(abs(low), abs(high)) of strength", lambda a, g: max(map(abs, a["strength"]))),
             steps=5, step_size=Derived("2.5 * eps / steps", lambda a, g: 2.5 * a["eps"] / a["steps"]), restarts=1,
             random_start=False, early_stop=False, norm="linf", targets="labels", layers=None, mask=None,
             components=None,
         ),
     }
     random_modes = ("random",)
+    mode_papers = {"random": "NaTra (directions; strength: the slider range)",
+                   "adversarial": "NaTra (directions); budget: library defaults, Madry's step rule"}
     norms = ("linf",)
     generator_kinds = ("stylegan2",)
 
@@ -111,7 +114,7 @@ class DirectionEdit(SemanticTransform):
         label_smoothing: float = 0.0,                        # soft labels with mass label_smoothing * eps_i
         num_classes: int | None = None,                      # soft-label width (default: logits width)
     ) -> None:
-        check_style_generator(generator)
+        as_stylegan(generator)
         if strength is not None and not (isinstance(strength, tuple | list) and len(strength) == 2
                                          and all(map(_is_number, strength)) and strength[0] < strength[1]):
             raise ValueError(f"strength: expected an interval (low, high) of numbers with low < high, got {strength!r}")

@@ -70,6 +70,7 @@ class FlowPerturb(SemanticTransform):
                             mask=None, on_nonfinite="keep"),
     }
     random_modes = ("random",)
+    mode_papers = {"random": "R-LA, Yüksel et al. 2021", "adversarial": "A-LA, Yüksel et al. 2021 (CIFAR-10)"}
     norms = ("linf", "l2", "none")
     generator_kinds = ("glow",)
 

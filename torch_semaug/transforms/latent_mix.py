@@ -65,6 +65,8 @@ class LatentMix(SemanticTransform):
                             layers=FINE_LAYERS, mask=None, truncation_psi=1.0),
     }
     random_modes = ("random",)
+    mode_papers = {"random": "RandMix, Gowal et al. 2020, eq. 17",
+                   "adversarial": "AdvMix, Gowal et al. 2020, Alg. 2 (training budget)"}
     generator_kinds = ("stylegan2",)
 
     def __init__(

@@ -123,11 +123,17 @@ def move_mask(layers: object, mask: object, generator: Any) -> tuple[tuple[int, 
     return None, mask.detach().to("cpu").reshape(shape).clone()
 
 
+def _show(value: object) -> str:
+    if isinstance(value, float) and value < 1 and (value * 255).is_integer():
+        return f"{int(value * 255)}/255"  # pixel budgets read as k/255
+    return repr(value)
+
+
 def defaults_markdown(classes: list[type]) -> str:
     """The README's "modes and defaults" table, one row per class and mode."""
-    rows = ["| transform | mode | defaults (arguments the mode uses) |", "|---|---|---|"]
+    rows = ["| transform | mode | paper | defaults (exactly the arguments the mode uses) |", "|---|---|---|---|"]
     for cls in classes:
         for mode, defaults in cls.mode_defaults.items():
-            text = ", ".join(f"{name}={value!r}" for name, value in defaults.items())
-            rows.append(f"| `{cls.__name__}` | `{mode!r}` | {text} |")
+            text = ", ".join(f"`{name}={_show(value)}`" for name, value in defaults.items())
+            rows.append(f"| `{cls.__name__}` | `{mode!r}` | {cls.mode_papers[mode]} | {text} |")
     return "\n".join(rows)
