@@ -136,7 +136,7 @@ def export_generator(w: _Writer, g: StyleGAN2, kwargs: dict[str, Any], stylegan3
 
 
 def write_snapshot(path: str | os.PathLike[str], g: StyleGAN2, source: str = "import torch\n",
-                   stylegan3: bool = False, **overrides: Any) -> Path:
+                   stylegan3: bool = False, protocol: int = pickle.DEFAULT_PROTOCOL, **overrides: Any) -> Path:
     """Pickle ``g`` as a stylegan2-ada-pytorch snapshot; ``overrides`` change the Generator's init kwargs
     (``synthesis_kwargs`` entries are merged)."""
     synthesis = dict(channel_base=TINY_STYLEGAN2["channel_base"], channel_max=TINY_STYLEGAN2["channel_max"],
@@ -152,7 +152,7 @@ def write_snapshot(path: str | os.PathLike[str], g: StyleGAN2, source: str = "im
         snapshot["augment_pipe"] = w.record("AugmentPipe", dict(xflip=1), buffers=dict(p=torch.zeros([])),
                                             xflip=np.float64(1.0))
         with open(path, "wb") as handle:
-            pickle.dump(snapshot, handle)
+            pickle.dump(snapshot, handle, protocol=protocol)
     return Path(path)
 
 
@@ -178,11 +178,12 @@ def _assert_same_generator(loaded: StyleGAN2, g: StyleGAN2) -> None:
     assert torch.allclose(loaded.decode(w_plus), g.decode(w_plus), atol=1e-5)
 
 
-@pytest.mark.parametrize("resolution,layers,clamp", [(16, 2, None), (32, 3, 256.0), (16, 2, 0.3)],
-                         ids=["16px-no-clamp", "32px-clamp256", "16px-clamp-hit"])
-def test_snapshot_imports_to_the_same_generator(tmp_path, resolution, layers, clamp):
+@pytest.mark.parametrize("resolution,layers,clamp,protocol", [(16, 2, None, 4), (32, 3, 256.0, 5), (16, 2, 0.3, 4),
+                                                               (16, 2, None, 2)],
+                         ids=["16px-no-clamp", "32px-clamp256", "16px-clamp-hit", "python2-era-protocol"])
+def test_snapshot_imports_to_the_same_generator(tmp_path, resolution, layers, clamp, protocol):
     g = _perturbed(resolution, mapping_layers=layers, conv_clamp=clamp)
-    path = write_snapshot(tmp_path / "network-snapshot-000000.pkl", g)
+    path = write_snapshot(tmp_path / "network-snapshot-000000.pkl", g, protocol=protocol)
     loaded = load_generator(path)
     assert isinstance(loaded, StyleGAN2) and loaded.conv_clamp == clamp and loaded.mapping_layers == layers
     assert not loaded.training and not any(p.requires_grad for p in loaded.parameters())

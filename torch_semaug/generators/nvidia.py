@@ -170,6 +170,8 @@ def _allowed_globals() -> dict[tuple[str, str], Any]:
         ("collections", "OrderedDict"): collections.OrderedDict,
         ("builtins", "set"): set,
         ("builtins", "frozenset"): frozenset,
+        ("__builtin__", "set"): set,  # protocol-2 pickles spell builtins the Python 2 way
+        ("__builtin__", "frozenset"): frozenset,
         ("_codecs", "encode"): _codecs.encode,
         ("numpy", "dtype"): np.dtype,
         ("numpy", "ndarray"): np.ndarray,
@@ -214,8 +216,7 @@ def read_snapshot(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         with open(name, "rb") as handle:
             data = _SnapshotUnpickler(handle).load()
-    except (pickle.UnpicklingError, ValueError, TypeError, EOFError, AttributeError, IndexError, RuntimeError,
-            KeyError) as error:
+    except Exception as error:  # noqa: BLE001 - a refusal or any damage is reported the same way, as one line
         raise ValueError(f"path: cannot read {name!r} as a stylegan2-ada-pytorch snapshot: {error}") from None
     data = _plain(data)
     if not isinstance(data, dict):
