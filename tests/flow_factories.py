@@ -8,11 +8,13 @@ from torch import nn
 from torch_semaug.generators import Glow
 
 
-def smooth_images(n: int, shape: tuple[int, int, int] = (3, 16, 16), seed: int = 0) -> torch.Tensor:
-    """Image-like content in [0, 1] (upsampled 4x4 noise), quantised to 8 bits."""
+def smooth_images(n: int, shape: tuple[int, int, int] = (3, 16, 16), seed: int = 0, noise: float = 0.0) -> torch.Tensor:
+    """Image-like content in [0, 1] (upsampled 4x4 noise plus ``noise`` pixel noise), quantised to 8 bits."""
     g = torch.Generator().manual_seed(seed)
     low = torch.rand(n, shape[0], 4, 4, generator=g)
     x = nn.functional.interpolate(low, size=shape[1:], mode="bilinear", align_corners=False)
+    if noise:
+        x = x + noise * torch.randn(x.shape, generator=g)
     return (x.clamp(0, 1) * 255).round() / 255
 
 

@@ -7,24 +7,18 @@ import math
 import pytest
 import torch
 
+from tests.flow_factories import smooth_images, tiny_glow
 from torch_semaug.generators import Glow, flatten_latents, load_generator, unflatten_latents
 from torch_semaug.generators.glow_layers import InvConv1x1, squeeze2d, unsqueeze2d
 
 
 def _images(n: int, shape: tuple[int, int, int], seed: int = 0) -> torch.Tensor:
-    """Smooth, image-like content quantised to 8 bits (not white noise)."""
-    g = torch.Generator().manual_seed(seed)
-    low = torch.rand(n, shape[0], 4, 4, generator=g)
-    x = torch.nn.functional.interpolate(low, size=shape[1:], mode="bilinear", align_corners=False)
-    x = x + 0.05 * torch.randn(x.shape, generator=g)
-    return (x.clamp(0, 1) * 255).round() / 255
+    """Smooth, image-like content with some pixel noise, quantised to 8 bits (not white noise)."""
+    return smooth_images(n, shape, seed, noise=0.05)
 
 
 def _glow(shape=(3, 16, 16), levels=2, steps=2, width=16, seed=0) -> Glow:
-    torch.manual_seed(seed)
-    glow = Glow(shape, levels=levels, steps=steps, width=width)
-    glow.initialize(_images(16, shape, seed=99))
-    return glow.freeze()
+    return tiny_glow(shape, levels=levels, steps=steps, width=width, seed=seed)
 
 
 def _train_briefly(glow: Glow, images: torch.Tensor, iters: int = 15) -> Glow:
