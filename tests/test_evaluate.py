@@ -113,7 +113,7 @@ def test_bad_attacks_are_reported_before_evaluating(trained):
         parse_attacks([f"adversarial_latent_attack={trained / 'identity.safetensors'}"], ["latent_mix:steps=3"])
     with pytest.raises(ValueError, match="valid names"):
         run_evaluation(checkpoint, [("nope", str(trained / "identity.safetensors"), {})], output="unused.md")
-    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+    with pytest.raises(ValueError, match="checkpoint: no checkpoint"):
         run_evaluation(str(trained / "missing.pth"), [], output="unused.md")
     assert not (trained / "unused.md").exists()
     torch.save({"weights": torch.zeros(1)}, trained / "foreign.pth")

@@ -11,7 +11,10 @@ captioned with the true and the predicted label); the same numbers in a JSON and
 from __future__ import annotations
 
 import os
+import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +59,16 @@ class Attack:
         return AttackOutcome(self.name, repr(self.transform), self.use_latents, correct, self.seconds, self.examples)
 
 
+@contextmanager
+def _blame(argument: str) -> Iterator[None]:
+    """Name ``argument`` (what the caller passed) in the errors of the library calls inside, whatever
+    those call their own argument (``path:``, ``resume:``)."""
+    try:
+        yield
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{argument}: {re.sub(r'^[A-Za-z_][A-Za-z0-9_]*: ', '', str(error))}") from None
+
+
 def load_classifier(path: str | os.PathLike[str], device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
     """The timm model of a ``semaug train`` checkpoint, in eval mode, and the checkpoint's metadata."""
     import timm
@@ -82,7 +95,8 @@ def build_attack(name: str, generator_path: str, kwargs: dict[str, Any], state: 
     from torch_semaug.train.semaug_setup import check_can_encode, load_checked_generator
 
     cls = check_transform_name(name, "attack")
-    generator = load_checked_generator(name, cls, generator_path, argument="attack", device=device)
+    with _blame("attack"):
+        generator = load_checked_generator(name, cls, generator_path, argument="attack", device=device)
     reason = "no --latents was given"
     if cache is not None:
         try:
@@ -161,7 +175,8 @@ def run_evaluation(checkpoint: str, attack_specs: list[tuple[str, str, dict[str,
     """
     _check_arguments(output, batch_size, val_subset, workers, seed, max_grid)
     torch_device = torch.device(device)
-    model, state = load_classifier(checkpoint, torch_device)
+    with _blame("checkpoint"):
+        model, state = load_classifier(checkpoint, torch_device)
     args = state["args"]
     dataset = dataset or args["dataset"]
     root = data_root or args["data_root"]
@@ -170,8 +185,9 @@ def run_evaluation(checkpoint: str, attack_specs: list[tuple[str, str, dict[str,
                                                                      v2.Normalize(state["mean"], state["std"])]))
     cache = None
     if latents is not None:
-        cache = LatentCache.open(latents)
-        cache.check_dataset(create_dataset(dataset, root, split, transform=view), "latents")
+        with _blame("latents"):
+            cache = LatentCache.open(latents)
+            cache.check_dataset(create_dataset(dataset, root, split, transform=view), "latents")
         data = LatentDataset(data, cache, verify=False)
     attacks = [build_attack(name, path, kwargs, state, cache, torch_device, seed)
                for name, path, kwargs in attack_specs]
