@@ -1,4 +1,5 @@
-"""Two CPU processes (torchrun + gloo, as `accelerate launch` starts them) train the same model."""
+"""Two CPU processes started the way users start them (`accelerate launch --multi_gpu --num_processes 2`, and
+torchrun) train the same model, count every example once and log from the main process only."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.training_fixtures import make_image_folder
 from torch_semaug import IdentityGenerator
 from torch_semaug.generators import save_generator
@@ -16,13 +19,22 @@ from torch_semaug.train.classifier import rank_seed
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_two_processes_train_and_agree_on_final_weights(tmp_path):
+LAUNCHERS = {
+    # The README's command: with no GPU, accelerate's --multi_gpu launcher starts CPU processes (gloo).
+    "accelerate": ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                   "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0"],
+    "torchrun": ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"],
+}
+
+
+@pytest.mark.parametrize("launcher", ["accelerate", pytest.param("torchrun", marks=pytest.mark.slow)])
+def test_two_processes_train_and_agree_on_final_weights(tmp_path, launcher):
     make_image_folder(tmp_path / "imgs", per_class=7, size=16)  # 14 images: uneven shards across 2 ranks
     save_generator(IdentityGenerator((3, 16, 16)), tmp_path / "identity.safetensors")
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        sys.executable, *LAUNCHERS[launcher],
         "-m", "torch_semaug.train", "--dataset", f"folder:{tmp_path / 'imgs'}", "--model", "test_efficientnet",
-        "--epochs", "2", "-b", "4", "-j", "0", "--lr", "0.01", "--device", "cpu", "--no-progress",
+        "--epochs", "2", "-b", "4", "-j", "0", "--lr", "0.01", "--no-progress", "--log-interval", "1",
         "--output", str(tmp_path / "runs"), "--experiment", "ddp",
         "--semaug", "adversarial_latent_attack", "--semaug-generator", str(tmp_path / "identity.safetensors"),
         "--semaug-eps", "0.03", "--semaug-steps", "1", "--semaug-step-size", "0.01",
@@ -35,10 +47,12 @@ def test_two_processes_train_and_agree_on_final_weights(tmp_path):
     assert summary["rank_train_steps"] == [4, 4]  # each rank: 2 of the 4 batches per epoch, 2 epochs
     first, second = summary["rank_weight_sha256"]
     assert first == second  # DDP kept both replicas identical
-    assert summary["final"]["val_examples"] == 14  # gather_for_metrics drops the padding duplicates
     history = json.loads((tmp_path / "runs" / "ddp" / "metrics.json").read_text())
     assert [row["epoch"] for row in history] == [0, 1]
+    for row in history:  # gather_for_metrics drops the copies that pad the last batch
+        assert row["train_examples"] == 14 and row["val_examples"] == 14
     assert "2 process(es)" in result.stdout
+    assert result.stdout.count("Train: 1 [   0/2") == 1  # logs from the main process only
 
 
 def test_each_rank_and_epoch_gets_its_own_transform_stream():

@@ -33,16 +33,6 @@ def save_checkpoint(path: str | os.PathLike[str], **state: Any) -> None:
     write_atomic(path, lambda tmp: torch.save(payload, tmp))
 
 
-def remove_stale_temp_files(folder: Path) -> list[Path]:
-    """Remove the hidden ``.NAME.*.tmp`` files a killed atomic write left in ``folder`` (a kill -9 skips the
-    clean-up of :func:`torch_semaug._io.atomic_path`); returns what was removed."""
-    removed = []
-    for path in folder.glob(".*.tmp") if folder.is_dir() else ():
-        path.unlink(missing_ok=True)
-        removed.append(path)
-    return removed
-
-
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Load a checkpoint written by :func:`save_checkpoint`; clear errors for a missing or foreign file."""
     if not os.path.isfile(path):

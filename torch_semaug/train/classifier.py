@@ -28,12 +28,11 @@ import numpy as np
 import torch
 import yaml
 
-from torch_semaug._io import write_text_atomic
+from torch_semaug._io import remove_stale_temporaries, write_text_atomic
 from torch_semaug.data.datasets import check_dataset_name, default_data_root
 from torch_semaug.train.args import TrainConfig
 from torch_semaug.train.checkpoint import (
     load_checkpoint,
-    remove_stale_temp_files,
     save_checkpoint,
     write_curves,
     write_metrics,
@@ -48,6 +47,8 @@ from torch_semaug.train.classifier_setup import (
 from torch_semaug.train.data import build_datasets, build_loaders, probe
 from torch_semaug.train.loop import EpochSetup, make_loss, train_one_epoch, validate
 
+# What a run writes in its folder (atomically; a SIGKILL during a write leaves a hidden temporary beside it).
+OUTPUTS = ("last.pth", "model_best.pth", "args.yaml", "metrics.json", "metrics.csv", "summary.json", "curves.png")
 # Options a resumed run cannot change: the weights would not fit, or the data would not be the same.
 FIXED_ON_RESUME = ("model", "dataset", "num_classes", "in_chans", "img_size")
 
@@ -290,8 +291,9 @@ def announce(run: Run, state: dict[str, Any] | None) -> None:
     if not run.accelerator.is_main_process:
         return
     run.folder.mkdir(parents=True, exist_ok=True)
-    for path in remove_stale_temp_files(run.folder):
-        print(f"removed {path.name}, left by a killed write")
+    for name in OUTPUTS:
+        for path in remove_stale_temporaries(run.folder / name):
+            print(f"removed {path.name}, left by a killed write")
     write_text_atomic(run.folder / "args.yaml", yaml.safe_dump(config.to_dict(), sort_keys=True))
     parameters = sum(p.numel() for p in run.inner.parameters())
     print(f"run folder: {run.folder}\nmodel: {config.model} ({parameters:,} parameters), {info['num_classes']} "
