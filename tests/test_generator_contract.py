@@ -1,4 +1,4 @@
-"""The contract every generator keeps (DESIGN.md, "The contract of a generator").
+"""The contract every generator keeps (docs/architecture.md, "The generator contract").
 
 Each test runs once per entry of ``contract_cases.GENERATOR_CASES``.
 """

@@ -1,4 +1,5 @@
-"""The contract every generative model in torch_semaug fulfils."""
+"""The contract every generative model in torch_semaug fulfils (described in ``docs/architecture.md``,
+"The generator contract"; held by ``tests/test_generator_contract.py``)."""
 
 from __future__ import annotations
 
