@@ -20,6 +20,16 @@ from torch_semaug.commands._types import device, non_negative_int, positive_floa
 
 EXPLICIT = "_explicit"  # namespace attribute: the dests the user typed
 
+
+class _FromScale:
+    """The default of a flag that ``--scale`` sets (shown as such by ``--help``)."""
+
+    def __str__(self) -> str:
+        return "set by --scale"
+
+
+FROM_SCALE = _FromScale()
+
 # kind -> (one-line help, module, training function)
 TRAINERS: dict[str, tuple[str, str, str]] = {
     "stylegan2": ("StyleGAN2 (non-saturating loss, R1, style mixing, EMA)", "torch_semaug.train.stylegan2_trainer",
@@ -111,21 +121,20 @@ def _add_glow_args(parser: argparse.ArgumentParser, d: dict[str, Any], module: A
     group.add_argument("--resolution", type=positive_int, default=None,
                        help="resize and centre-crop to this square size (default: as stored)")
     group.add_argument("--levels", type=positive_int, help="multi-scale levels, lowered until the size divides "
-                       "2**levels (preset)")
-    group.add_argument("--steps", type=positive_int, help="flow steps per level (preset)")
-    group.add_argument("--width", type=positive_int, help="hidden channels of the coupling networks (preset)")
-    group.add_argument("--warmup", type=non_negative_int, help="linear learning-rate warm-up in iterations (preset)")
-    group.add_argument("--optimizer", choices=sorted(module.OPTIMIZERS), help="(preset; adam unless paper)")
+                       "2**levels")
+    group.add_argument("--steps", type=positive_int, help="flow steps per level")
+    group.add_argument("--width", type=positive_int, help="hidden channels of the coupling networks")
+    group.add_argument("--warmup", type=non_negative_int, help="linear learning-rate warm-up in iterations")
+    group.add_argument("--optimizer", choices=sorted(module.OPTIMIZERS), help="adam unless --scale paper")
     group.add_argument("--clip", type=positive_float, default=d["clip"], help="gradient-norm clipping threshold")
     group.add_argument("--n-bits", type=positive_int, default=d["n_bits"], help="bits per colour channel (1-8)")
     group.add_argument("--eval-data", default=None,
                        help="held-out images for the final test bits/dim: an image folder or a dataset name (its "
                             "test split)")
     group.add_argument("--eval-limit", type=positive_int, default=None, help="use only the first N held-out images")
-    # The preset decides these unless typed: no argparse default, so --help and the run agree.
-    for name in ("iterations", "max_minutes", "batch_size", "lr"):
-        parser.set_defaults(**{name: None})
-        next(a for a in parser._actions if a.dest == name).help += " (preset)"
+    # The preset decides these unless typed.
+    parser.set_defaults(**dict.fromkeys(("levels", "steps", "width", "warmup", "optimizer", "iterations", "max_minutes",
+                                         "batch_size", "lr"), FROM_SCALE))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -162,7 +171,7 @@ def training_arguments(args: argparse.Namespace, module: Any, train: Any) -> dic
         if missing:
             raise UsageError(f"{' and '.join(missing)} required (or --resume PATH to continue a run)")
         kwargs = {n: getattr(args, n) for n in names} | {k: v for k, v in preset.items() if k not in typed}
-        return {k: v for k, v in kwargs.items() if v is not None or k in preset}
+        return {k: v for k, v in kwargs.items() if v is not FROM_SCALE}
     kwargs = checkpoint_arguments(args.resume, args.kind)
     if "scale" in getattr(args, EXPLICIT, set()):
         kwargs |= {k: v for k, v in preset.items() if k not in typed}
