@@ -94,7 +94,7 @@ def test_validation(gen):
         LatentMix(IdentityGenerator((3, 16, 16)))
     with pytest.raises(ValueError, match="mode"):
         LatentMix(gen, mode="adv")
-    with pytest.raises(ValueError, match="layers, mask: give one"):
+    with pytest.raises(ValueError, match="mask: give layers .* or mask .*, not both"):
         LatentMix(gen, layers=(3, 6), mask=torch.ones(gen.latent_dim, dtype=torch.bool))
     with pytest.raises(ValueError, match=r"eps, steps: not used by mode='random'"):
         LatentMix(gen, eps=0.1, steps=3)

@@ -18,6 +18,7 @@ from torch_semaug._checks import (
     check_int_at_least,
     check_labels,
     check_probability,
+    check_rng,
     check_tensor,
     describe,
 )
@@ -26,7 +27,7 @@ from torch_semaug.attacks.guard import classifier_guard
 from torch_semaug.attacks.pgd import NORMS
 from torch_semaug.generators.base import LatentGenerator, as_generator
 from torch_semaug.transforms.attack import AttackProblem, run_attack
-from torch_semaug.transforms.context import CheckedClassifier, MoveContext, process_stream
+from torch_semaug.transforms.context import MoveContext, WidthRecorder, process_stream
 from torch_semaug.transforms.image_space import ImageMap, ImageSpace, resize
 from torch_semaug.transforms.modes import MODE_ARGUMENTS, check_budget, move_mask, resolve
 
@@ -99,8 +100,7 @@ class SemanticTransform(v2.Transform):
         mode = next(iter(self.mode_defaults)) if mode is None else mode
         check_choice(mode, tuple(self.mode_defaults), "mode")
         check_probability(p, "p")
-        if rng is not None and not isinstance(rng, torch.Generator):
-            raise TypeError(f"rng: expected a torch.Generator or None, got {describe(rng)}")
+        check_rng(rng)
         self._check_adaptive(mode, adaptive_eps, label_smoothing, num_classes)
         resolved = resolve(type(self), mode, arguments, generator, model)
         check_budget(resolved, self.norms)
@@ -201,8 +201,6 @@ class SemanticTransform(v2.Transform):
             return self._forward_sample(images, labels, latents)
         if labels is not None:
             labels = check_labels(labels, images.shape[0])
-            if labels.is_floating_point():
-                check_finite(labels, "labels")
         params = self.make_params([images]) | dict(labels=labels, latents=latents, indices=indices)
         out, labels = self._apply(images, params)
         return out if labels is None else (out, labels)
@@ -271,7 +269,7 @@ class SemanticTransform(v2.Transform):
             if labels is None:
                 raise ValueError(f"labels: {type(self).__name__}(mode={self.mode!r}) needs the batch's labels")
             with classifier_guard(self.model, keep_mode=self.keep_model_mode) as classifier:
-                ctx.classifier = CheckedClassifier(classifier, labels.shape[1] if labels.ndim == 2 else None)
+                ctx.classifier = WidthRecorder(classifier)
                 moved = self._move(latents, labels[index], ctx)
             if self.adaptive_eps is not None and self.training:
                 self.adaptive_eps.update(indices, ctx.fooled)

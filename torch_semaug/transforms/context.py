@@ -11,7 +11,6 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from torch_semaug._checks import describe
 from torch_semaug.attacks.adaptive import AdaptiveEps
 from torch_semaug.transforms.image_space import ImageMap
 
@@ -23,7 +22,7 @@ class MoveContext:
     Attributes:
         decode: latent -> images in the classifier's space and the batch's size and dtype
             (differentiable), i.e. exactly what the classifier will be trained on.
-        classifier: the guarded, checked classifier, or ``None`` in random modes.
+        classifier: the guarded classifier (width recorded), or ``None`` in random modes.
         indices: dataset indices of the selected examples, when the caller passed ``indices=``.
         rng: the random stream of this process (see :func:`process_stream`), or ``None``.
         adaptive_eps: the transform's per-example eps state, or ``None``.
@@ -55,40 +54,21 @@ class MoveContext:
         return self.adaptive_eps.attack_eps(self.indices).to(self.device) * self.scale
 
 
-class CheckedClassifier(nn.Module):
-    """Passes logits through after checking them, and remembers their width (for label smoothing).
+class WidthRecorder(nn.Module):
+    """Passes logits through and remembers their width: the number of classes for label smoothing.
 
-    A model that returns NaN, detached logits, or fewer classes than the soft labels would otherwise
-    turn the attack into a silent no-op or a raw autograd error.
+    What the classifier returns (shape, gradient, finiteness, the soft labels' width) is checked by
+    :func:`~torch_semaug.attacks.latent_pgd` on its first call.
     """
 
-    def __init__(self, inner: Callable[[Tensor], Tensor], label_width: int | None) -> None:
+    def __init__(self, inner: Callable[[Tensor], Tensor]) -> None:
         super().__init__()
         self.inner = inner
-        self.label_width = label_width
         self.width: int | None = None
 
     def forward(self, images: Tensor) -> Tensor:
         logits = self.inner(images)
-        if not isinstance(logits, Tensor) or logits.ndim != 2 or logits.shape[0] != images.shape[0]:
-            raise ValueError(
-                f"model: expected logits of shape ({images.shape[0]}, num_classes), got {describe(logits)}"
-            )
-        if torch.is_grad_enabled() and images.requires_grad and not logits.requires_grad:
-            raise ValueError(
-                "model: returned logits that do not depend on its input (detached, or computed under "
-                "torch.no_grad()); an adversarial mode needs gradients of the logits w.r.t. the images"
-            )
-        if not bool(torch.isfinite(logits).all()):
-            raise ValueError(
-                f"model: returned non-finite logits ({int((~torch.isfinite(logits)).sum())} NaN/inf entries); "
-                "the attack cannot follow their gradient (is the classifier diverged?)"
-            )
-        if self.label_width is not None and logits.shape[1] != self.label_width:
-            raise ValueError(
-                f"labels: soft labels of width {self.label_width}, but the model returns {logits.shape[1]} logits"
-            )
-        self.width = int(logits.shape[1])
+        self.width = int(logits.shape[-1])
         return logits
 
 

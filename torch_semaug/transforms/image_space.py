@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import kornia
 import numpy as np
@@ -12,24 +11,9 @@ import torch
 from torch import Tensor
 
 from torch_semaug._checks import describe
+from torch_semaug.generators.latents import straight_through_clamp
 
 ImageMap = Callable[[Tensor], Tensor]
-
-
-class _StraightThroughClamp(torch.autograd.Function):
-    """Clamp in the forward pass, identity in the backward pass.
-
-    The classifier sees valid images, but the gradient is not cut at the range's edges, so a pixel (or a
-    GAN output) at the boundary can still move back inside, as in textbook PGD.
-    """
-
-    @staticmethod
-    def forward(ctx: Any, images: Tensor, low: float, high: float) -> Tensor:
-        return images.clamp(low, high)
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
-        return grad, None, None
 
 
 def _is_finite_number(value: object) -> bool:
@@ -82,11 +66,11 @@ class ImageSpace:
         self.mean = _channel_stats(mean, "mean")
         self.std = _channel_stats(std, "std")
         if (self.mean is None) != (self.std is None):
-            raise ValueError(f"mean/std: pass both or neither, got mean={mean!r}, std={std!r}")
+            raise ValueError(f"std: mean and std go together, pass both or neither; got mean={mean!r}, std={std!r}")
         if self.std is not None and any(s <= 0 for s in self.std):
             raise ValueError(f"std: expected values > 0, got {std!r}")
         if (to_generator is None) != (from_generator is None):
-            raise ValueError("to_generator/from_generator: pass both maps or neither")
+            raise ValueError("from_generator: to_generator and from_generator go together, pass both maps or neither")
         self.to_generator_fn = to_generator
         self.from_generator_fn = from_generator
 
@@ -115,7 +99,7 @@ class ImageSpace:
     ) -> Tensor:
         """Generator output -> clamped to its range (straight-through), resized, in the classifier's space."""
         low, high = image_range
-        gen_images = resize(_StraightThroughClamp.apply(gen_images, low, high), size)
+        gen_images = resize(straight_through_clamp(gen_images, low, high), size)
         if self.from_generator_fn is not None:
             return self.from_generator_fn(gen_images).to(dtype)
         # (g - low) / (high - low), then (x - mean) / std, folded into one affine map (none if identity).

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from torch_semaug._checks import check_choice, check_int_at_least, describe
+from torch_semaug._checks import check_bool, check_choice, check_int_at_least, describe
 from torch_semaug.attacks.pgd import TARGETS
 
 #: The arguments whose use depends on the mode (``None`` in a signature means "the mode's default").
@@ -76,8 +76,8 @@ def check_budget(args: Mapping[str, Any], norms: tuple[str, ...]) -> None:
         if name in args:
             check_int_at_least(args[name], 1, name)
     for name in ("random_start", "early_stop", "relative_eps"):
-        if name in args and not isinstance(args[name], bool):
-            raise TypeError(f"{name}: expected True or False, got {describe(args[name])}")
+        if name in args:
+            check_bool(args[name], name)
     if "norm" in args:
         check_choice(args["norm"], norms, "norm")
     if "targets" in args:
@@ -90,7 +90,7 @@ def move_mask(layers: object, mask: object, generator: Any) -> tuple[tuple[int, 
     """The checked ``layers`` and the bool mask of ``latent_shape`` they (or ``mask``) select; ``None``: all."""
     shape = tuple(generator.latent_shape)
     if layers is not None and mask is not None:
-        raise ValueError("layers, mask: give one of them (a W+ layer range or a mask over the latent), not both")
+        raise ValueError("mask: give layers (a W+ layer range) or mask (a bool mask over the latent), not both")
     if layers is not None:
         num_ws = getattr(generator, "num_ws", None)
         if num_ws is None:
