@@ -163,40 +163,6 @@ def test_soft_labels_are_accepted(batch) -> None:
     assert torch.allclose(hard_result.latents, soft_result.latents, atol=1e-6)
 
 
-@pytest.mark.parametrize(
-    "kwargs,error,match",
-    [
-        (dict(eps=0.0), ValueError, "eps: expected"),
-        (dict(eps=-1.0), ValueError, "eps: expected"),
-        (dict(steps=0), ValueError, "steps: expected an integer >= 1"),
-        (dict(norm="l1"), ValueError, "norm: expected one of"),
-        (dict(restarts=0), ValueError, "restarts"),
-        (dict(targets="foo"), ValueError, "targets"),
-        (dict(mask=torch.zeros(3, 16, 16, dtype=torch.bool)), ValueError, "mask: selects no"),
-        (dict(mask=torch.ones(2, 2, dtype=torch.bool)), ValueError, "mask: expected a bool mask"),
-        (dict(mask="fine"), TypeError, "mask"),
-    ],
-)
-def test_bad_arguments_name_themselves(batch, kwargs, error, match) -> None:
-    model, x, y = batch
-    args = dict(eps=0.1, step_size=0.01, steps=1) | kwargs
-    with pytest.raises(error, match=match):
-        latent_pgd(lambda z: z, model, x, y, **args)
-
-
-def test_bad_labels_and_model_outputs(batch) -> None:
-    model, x, y = batch
-    args = dict(eps=0.1, step_size=0.01, steps=1)
-    with pytest.raises(ValueError, match="labels: expected 6 labels"):
-        latent_pgd(lambda z: z, model, x, y[:3], **args)
-    with pytest.raises(ValueError, match="labels: expected class indices < num_classes = 5"):
-        latent_pgd(lambda z: z, model, x, y + 10, **args)
-    with pytest.raises(ValueError, match="labels: expected class indices >= 0"):
-        latent_pgd(lambda z: z, model, x, y - 10, **args)
-    with pytest.raises(ValueError, match=r"model: expected logits of shape \(6, num_classes\)"):
-        latent_pgd(lambda z: z, lambda im: model(im).unsqueeze(1), x, y, **args)
-
-
 def test_guard_restores_everything_after_an_exception() -> None:
     model = make_classifier().train()
     x = torch.rand(4, 3, 16, 16)

@@ -74,6 +74,22 @@ def _normflows() -> ts.generators.LatentGenerator:
     return ts.from_normflows(normflows_multiscale(), (3, 16, 16))
 
 
+@functools.cache
+def _freia() -> ts.generators.LatentGenerator:
+    from tests.flow_factories import freia_graph
+
+    return ts.from_freia(freia_graph(), (3, 16, 16))
+
+
+def _uninitialised_normflows() -> object:
+    """Wrap a normflows flow whose ActNorm layers would initialise themselves on the first batch."""
+    import normflows as nf
+
+    fresh = nf.MultiscaleFlow([nf.distributions.GlowBase((12, 4, 4))],
+                              [[nf.flows.GlowBlock(12, 8), nf.flows.Squeeze()]], [], class_cond=False)
+    return ts.from_normflows(fresh, (3, 8, 8))
+
+
 def _pgd(**overrides: object) -> Callable[[], object]:
     """``latent_pgd`` on the identity generator (pixel PGD) with some arguments replaced."""
 
@@ -150,6 +166,7 @@ LATENT_PGD_CASES = [
     _param(_pgd(eps=INF), ValueError, "eps: expected finite values > 0, got inf", "pgd-eps-inf"),
     _param(_pgd(eps=NAN), ValueError, "eps: expected a number > 0, got nan", "pgd-eps-nan"),
     _param(_pgd(eps=0), ValueError, "eps: expected a number > 0, got 0", "pgd-eps-zero"),
+    _param(_pgd(eps=-1.0), ValueError, "eps: expected a number > 0, got -1.0", "pgd-eps-negative"),
     _param(_pgd(eps=torch.ones(3)), ValueError, r"eps: expected a number or a tensor of shape \(4,\)",
            "pgd-eps-wrong-length"),
     _param(_pgd(step_size=INF), ValueError, "step_size: expected finite values > 0", "pgd-step-size-inf"),
@@ -194,6 +211,7 @@ LATENT_PGD_CASES = [
     _param(_pgd(labels=Y[:3]), ValueError, "labels: expected 4 labels", "pgd-labels-count"),
     _param(_pgd(mask=torch.ones(3, 16, 16)), TypeError, "mask: expected a slice, a bool tensor or None",
            "pgd-mask-float"),
+    _param(_pgd(mask="fine"), TypeError, "mask: expected a slice, a bool tensor or None, got str", "pgd-mask-str"),
     _param(_pgd(mask=torch.ones(5, dtype=torch.bool)), ValueError, "mask: expected a bool mask broadcastable",
            "pgd-mask-shape"),
     _param(_pgd(mask=torch.zeros(3, 16, 16, dtype=torch.bool)), ValueError, "mask: selects no latent entry",
@@ -250,6 +268,8 @@ STYLEGAN2_CASES = [
            "stylegan2-resolution"),
     _param(lambda: ts.StyleGAN2(16, image_channels=2), ValueError, "image_channels: expected one of",
            "stylegan2-image-channels"),
+    _param(lambda: ts.StyleGAN2(16, channels={4: 8, 8: 8}, z_dim=8, w_dim=8), ValueError,
+           r"channels: expected positive feature-map counts for resolutions \[4, 8, 16\]", "stylegan2-channels"),
     _param(lambda: ts.StyleGAN2(16, noise_mode="x"), ValueError, "noise_mode: expected one of", "stylegan2-noise"),
     _param(lambda: _stylegan().mix(torch.zeros(2, 6, 16), torch.zeros(2, 16), 9), ValueError,
            "split: expected an integer in 1..5", "stylegan2-mix-split"),
@@ -272,6 +292,8 @@ GLOW_CASES = [
            r"latents: expected shape \(B, 768\) for Glow", "glow-decode-shape"),
     _param(lambda: _glow().encode(torch.full((2, 3, 16, 16), 2.0)), ValueError,
            r"images: expected values in the generator's range \[0.0, 1.0\]", "glow-encode-range"),
+    _param(lambda: _glow().encode(torch.rand(1, 1, 16, 16)), ValueError,
+           r"images: expected shape \(\*, 3, 16, 16\), got \(1, 1, 16, 16\)", "glow-encode-channels"),
     _param(lambda: _glow().log_prob(torch.zeros(2, 3, 8, 8)), ValueError, r"images: expected shape \(\*, 3, 16, 16\)",
            "glow-log-prob-shape"),
     _param(lambda: _glow().sample_latent(2, temperature=0), ValueError, "temperature: expected a number > 0",
@@ -292,8 +314,17 @@ ADAPTER_CASES = [
            TypeError, r"image_range: expected \(low, high\)", "normflows-range"),
     _needs(HAS_NORMFLOWS, "normflows", lambda: _normflows().sample_latent(2, generator=1), TypeError,
            "generator: expected a torch.Generator", "normflows-sample-rng-int"),
+    _needs(HAS_NORMFLOWS, "normflows", _uninitialised_normflows, ValueError,
+           "flow: the normflows ActNorm layer .* is not initialised yet", "normflows-actnorm-uninitialised"),
     _needs(HAS_FREIA, "FrEIA", lambda: ts.from_freia(nn.Linear(2, 2), (3, 16, 16)), TypeError,
            "inn: expected a FrEIA SequenceINN or GraphINN", "freia-not-an-inn"),
+    _needs(HAS_FREIA, "FrEIA", lambda: ts.from_freia(_freia().flow, (3, 8, 8)), ValueError,
+           r"image_shape: \(3, 8, 8\) has 192 values but the flow takes inputs of shape \(3, 16, 16\)",
+           "freia-shape-mismatch"),
+    _needs(HAS_FREIA, "FrEIA", lambda: _freia().decode(torch.zeros(1, 5)), ValueError,
+           r"latents: expected shape \(B, 768\) for FreiaGenerator", "freia-decode-shape"),
+    _needs(HAS_FREIA, "FrEIA", lambda: _freia().encode(torch.full((1, 3, 16, 16), -3.0)), ValueError,
+           r"images: expected values in the generator's range \[0.0, 1.0\]", "freia-encode-range"),
 ]
 
 ENCODER_CASES = [
@@ -329,7 +360,7 @@ FIND_DIRECTIONS_CASES = [
     _param(_find(truncation_psi=0), ValueError, "truncation_psi: expected a finite, non-zero number .*got 0",
            "find-directions-psi-zero"),
     _param(_find(truncation_psi=NAN), ValueError, "truncation_psi: .*got nan", "find-directions-psi-nan"),
-    _param(_find(generator=_identity()), TypeError, "generator: expected a StyleGAN-style LatentGenerator",
+    _param(_find(generator=_identity()), TypeError, "generator: expected a StyleGAN2-like W\\+ generator",
            "find-directions-identity"),
     _param(_find(method="ica"), ValueError, r"method: expected one of \['pca', 'umap'\]", "find-directions-method"),
     _param(_find(n_components=17), ValueError, "n_components: PCA in W has at most w_dim = 16 axes",

@@ -84,21 +84,3 @@ def test_freia_sequence_round_trip():
     perturb(inn)
     gen = from_freia(inn, (1, 8, 8))
     _check_round_trip(gen, smooth_images(3, (1, 8, 8)))
-
-
-def test_adapter_bad_input():
-    gen = from_freia(freia_graph(), (3, 16, 16))
-    with pytest.raises(ValueError, match="latents: expected shape"):
-        gen.decode(torch.zeros(1, 5))
-    with pytest.raises(ValueError, match=r"range \[0.0, 1.0\]"):
-        gen.encode(torch.full((1, 3, 16, 16), -3.0))
-    with pytest.raises(ValueError, match="image_shape"):
-        from_freia(freia_graph(), (3, 8, 8))
-    with pytest.raises(TypeError, match="SequenceINN or GraphINN"):
-        from_freia(nn.Linear(2, 2), (1, 1, 2))
-    with pytest.raises(TypeError, match="NormalizingFlow or MultiscaleFlow"):
-        from_normflows(nn.Linear(2, 2), (1, 1, 2))
-    fresh = nf.MultiscaleFlow([nf.distributions.GlowBase((12, 4, 4))],
-                              [[nf.flows.GlowBlock(12, 8), nf.flows.Squeeze()]], [], class_cond=False)
-    with pytest.raises(ValueError, match="ActNorm layer .* not initialised"):
-        from_normflows(fresh, (3, 8, 8))
