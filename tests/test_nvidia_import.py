@@ -93,62 +93,67 @@ class _Writer:
                                                        lr_multiplier=lr), dict(weight=weight, bias=bias),
                            activation=activation, weight_gain=np.float64(lr / np.sqrt(fan_in)), bias_gain=lr)
 
-    def layer(self, s: dict[str, torch.Tensor], prefix: str, res: int, noise: bool):
+    def layer(self, s: dict[str, torch.Tensor], prefix: str, res: int, noise: bool, clamp: float | None):
         noise_part = dict(noise_const=s[f"{prefix}.noise_const"].reshape(res, res)) if noise else {}
         params = dict(weight=s[f"{prefix}.conv.weight"], bias=s[f"{prefix}.bias"])
         if noise:
             params["noise_strength"] = s[f"{prefix}.noise_strength"].reshape(())
         affine = self.fc(s[f"{prefix}.conv.affine.weight"], s[f"{prefix}.conv.affine.bias"])
         return self.record("SynthesisLayer", dict(resolution=res), params, dict(resample_filter=FILTER, **noise_part),
-                           dict(affine=affine), act_gain=np.float64(np.sqrt(2)), use_noise=noise)
+                           dict(affine=affine), act_gain=np.float64(np.sqrt(2)), use_noise=noise, conv_clamp=clamp,
+                           activation="lrelu")
 
-    def torgb(self, s: dict[str, torch.Tensor], prefix: str):
+    def torgb(self, s: dict[str, torch.Tensor], prefix: str, clamp: float | None):
         weight = s[f"{prefix}.conv.weight"]
         affine = self.fc(s[f"{prefix}.conv.affine.weight"], s[f"{prefix}.conv.affine.bias"])
         return self.record("ToRGBLayer", {}, dict(weight=weight, bias=s[f"{prefix}.bias"]), modules=dict(affine=affine),
-                           weight_gain=np.float64(1 / np.sqrt(weight.shape[1])))
+                           weight_gain=np.float64(1 / np.sqrt(weight.shape[1])), conv_clamp=clamp)
 
 
-def export_generator(w: _Writer, g: StyleGAN2, kwargs: dict[str, Any], stylegan3: bool = False):
-    """Our StyleGAN2 -> NVIDIA's Generator record (mapping, synthesis blocks, layers, toRGBs)."""
+def export_generator(w: _Writer, g: StyleGAN2, kwargs: dict[str, Any], synth: dict[str, Any], stylegan3: bool):
+    """Our StyleGAN2 -> NVIDIA's Generator record (mapping, synthesis blocks, layers, toRGBs); ``synth`` is what
+    the synthesis network was built with."""
     s = {k: v.detach() for k, v in g.state_dict().items()}
-    synth = kwargs["synthesis_kwargs"]
     noise, orig = synth.get("use_noise", True), synth.get("architecture") == "orig"
     fcs = {f"fc{i}": w.fc(s[f"mapping_network.fc{i}.weight"], s[f"mapping_network.fc{i}.bias"], g.mapping_lr_mul,
                           "lrelu") for i in range(g.mapping_layers)}
     mapping = w.record("MappingNetwork", dict(num_layers=g.mapping_layers), buffers=dict(w_avg=s["w_avg"]),
-                       modules=fcs)
+                       modules=fcs, num_layers=g.mapping_layers, w_avg_beta=0.995)
     blocks = {}
     for res in g.synthesis.resolutions:
         prefix = f"synthesis.b{res}"
-        layers = {c: w.layer(s, f"{prefix}.{c}", res, noise) for c in ("conv0", "conv1") if f"{prefix}.{c}.bias" in s}
+        layers = {c: w.layer(s, f"{prefix}.{c}", res, noise, g.conv_clamp) for c in ("conv0", "conv1")
+                  if f"{prefix}.{c}.bias" in s}
         if not orig or res == g.resolution:
-            layers["torgb"] = w.torgb(s, f"{prefix}.torgb")
+            layers["torgb"] = w.torgb(s, f"{prefix}.torgb", g.conv_clamp)
         params = dict(const=s["synthesis.const"][0]) if res == 4 else {}
         blocks[f"b{res}"] = w.record("SynthesisBlock", dict(resolution=res), params, dict(resample_filter=FILTER),
                                      layers, architecture=synth.get("architecture", "skip"))
     if stylegan3:
         blocks["input"] = w.record("SynthesisInput", dict(w_dim=g.w_dim))
     synthesis = w.record("SynthesisNetwork", dict(w_dim=g.w_dim), modules=blocks)
-    kwargs = dict(kwargs, mapping_kwargs=w.easydict(kwargs["mapping_kwargs"]),
-                  synthesis_kwargs=w.easydict(synth))
+    kwargs = {k: w.easydict(v) if isinstance(v, dict) else v for k, v in kwargs.items()}
     return w.record("Generator", kwargs, modules=dict(synthesis=synthesis, mapping=mapping), num_ws=g.num_ws)
 
 
 def write_snapshot(path: str | os.PathLike[str], g: StyleGAN2, source: str = "import torch\n",
-                   stylegan3: bool = False, protocol: int = pickle.DEFAULT_PROTOCOL, **overrides: Any) -> Path:
+                   stylegan3: bool = False, protocol: int = pickle.DEFAULT_PROTOCOL, stylegan3_repo: bool = False,
+                   **overrides: Any) -> Path:
     """Pickle ``g`` as a stylegan2-ada-pytorch snapshot; ``overrides`` change the Generator's init kwargs
-    (``synthesis_kwargs`` entries are merged)."""
+    (``synthesis_kwargs`` entries are merged). ``stylegan3_repo``: the layout of the stylegan3 repository's
+    StyleGAN2 (synthesis options flattened into the Generator's kwargs, conv_clamp left to its default)."""
     synthesis = dict(channel_base=TINY_STYLEGAN2["channel_base"], channel_max=TINY_STYLEGAN2["channel_max"],
                      conv_clamp=g.conv_clamp, num_fp16_res=4, **overrides.pop("synthesis_kwargs", {}))
     kwargs = dict(z_dim=g.z_dim, c_dim=0, w_dim=g.w_dim, img_resolution=g.resolution, img_channels=g.image_channels,
                   mapping_kwargs=dict(num_layers=g.mapping_layers), synthesis_kwargs=synthesis) | overrides
+    if stylegan3_repo:
+        kwargs |= {k: v for k, v in kwargs.pop("synthesis_kwargs").items() if k != "conv_clamp"}
     with _nvidia_stand_ins() as (reconstruct, easydict):
         w = _Writer(reconstruct, easydict, source)
         snapshot = dict(training_set_kwargs=dict(class_name="training.dataset.ImageFolderDataset", path="x.zip"))
-        snapshot["G"] = export_generator(w, g, kwargs, stylegan3)
+        snapshot["G"] = export_generator(w, g, kwargs, synthesis, stylegan3)
         snapshot["D"] = w.record("Discriminator", dict(c_dim=0), dict(weight=torch.randn(4, 3)))
-        snapshot["G_ema"] = export_generator(w, g, kwargs, stylegan3)
+        snapshot["G_ema"] = export_generator(w, g, kwargs, synthesis, stylegan3)
         snapshot["augment_pipe"] = w.record("AugmentPipe", dict(xflip=1), buffers=dict(p=torch.zeros([])),
                                             xflip=np.float64(1.0))
         with open(path, "wb") as handle:
@@ -178,12 +183,14 @@ def _assert_same_generator(loaded: StyleGAN2, g: StyleGAN2) -> None:
     assert torch.allclose(loaded.decode(w_plus), g.decode(w_plus), atol=1e-5)
 
 
-@pytest.mark.parametrize("resolution,layers,clamp,protocol", [(16, 2, None, 4), (32, 3, 256.0, 5), (16, 2, 0.3, 4),
-                                                               (16, 2, None, 2)],
-                         ids=["16px-no-clamp", "32px-clamp256", "16px-clamp-hit", "python2-era-protocol"])
-def test_snapshot_imports_to_the_same_generator(tmp_path, resolution, layers, clamp, protocol):
+@pytest.mark.parametrize("resolution,layers,clamp,protocol,stylegan3_repo", [
+    (16, 2, None, 4, False), (32, 3, 256.0, 5, False), (16, 2, 0.3, 4, False), (16, 2, None, 2, False),
+    (16, 2, 256.0, 4, True),
+], ids=["16px-no-clamp", "32px-clamp256", "16px-clamp-hit", "python2-era-protocol", "stylegan3-repo-layout"])
+def test_snapshot_imports_to_the_same_generator(tmp_path, resolution, layers, clamp, protocol, stylegan3_repo):
     g = _perturbed(resolution, mapping_layers=layers, conv_clamp=clamp)
-    path = write_snapshot(tmp_path / "network-snapshot-000000.pkl", g, protocol=protocol)
+    path = write_snapshot(tmp_path / "network-snapshot-000000.pkl", g, protocol=protocol,
+                          stylegan3_repo=stylegan3_repo)
     loaded = load_generator(path)
     assert isinstance(loaded, StyleGAN2) and loaded.conv_clamp == clamp and loaded.mapping_layers == layers
     assert not loaded.training and not any(p.requires_grad for p in loaded.parameters())

@@ -36,11 +36,13 @@ NVIDIA key                             torch_semaug key
 =====================================  =============================================
 
 The configuration comes from the snapshot's ``init_kwargs`` (NVIDIA's defaults where absent), ``conv_clamp``
-included. Supported: architectures ``skip`` (the default) and ``orig`` (its single toRGB is the last block's;
-the other toRGBs become zero), ``use_noise=False``. Refused with a clear error: StyleGAN3 generators,
-conditional generators (``c_dim > 0``), ``resnet`` synthesis, and options StyleGAN2 here does not model.
-Decoding is float32: it matches NVIDIA's synthesis run in float32 (``force_fp32=True``); their fp16 blocks
-(``num_fp16_res``) differ from it by fp16 rounding only.
+included; where the layers stored an option (``conv_clamp``, ``architecture``, ``use_noise``, mapping depth and
+learning-rate multiplier), that value wins, so the StyleGAN2 pickles of NVIDIA's ``stylegan3`` repository (whose
+defaults differ: ``conv_clamp=256``) import as well. Supported: architectures ``skip`` (the default) and
+``orig`` (its single toRGB is the last block's; the other toRGBs become zero), ``use_noise=False``. Refused
+with a clear error: StyleGAN3 generators, conditional generators (``c_dim > 0``), ``resnet`` synthesis, and
+options StyleGAN2 here does not model. Decoding is float32: it matches NVIDIA's synthesis run in float32
+(``force_fp32=True``); their fp16 blocks (``num_fp16_res``) differ from it by fp16 rounding only.
 """
 
 from __future__ import annotations
@@ -245,16 +247,17 @@ def snapshot_config(generator: PersistentRecord, name: str = "<snapshot>") -> di
     if "input" in synthesis.children() or any(c.class_name == "SynthesisInput" for c in synthesis.children().values()):
         raise ValueError(f"path: {name!r} holds a StyleGAN3 (alias-free) generator; only StyleGAN2 is supported")
     kwargs = dict(zip(_GENERATOR_ARGS, generator.init_args)) | generator.init_kwargs
-    unknown = sorted(set(kwargs) - set(_GENERATOR_ARGS))
+    # The stylegan3 repository's copy of this network takes the synthesis options as **kwargs of the Generator.
+    flattened = {k: kwargs.pop(k) for k in list(kwargs) if k not in _GENERATOR_ARGS}
     missing = [k for k in _GENERATOR_ARGS[:5] if k not in kwargs]
-    if unknown or missing:
-        raise ValueError(f"path: {name!r}: Generator options {unknown or missing} are "
-                         f"{'not supported by torch_semaug' if unknown else 'missing'}")
+    if missing:
+        raise ValueError(f"path: {name!r}: G_ema's init_kwargs lack {missing}")
     if kwargs["c_dim"]:
         raise ValueError(f"path: {name!r} holds a conditional generator (c_dim={kwargs['c_dim']}); only "
                          "unconditional ones (c_dim=0) are supported")
     mapping = _options(kwargs.get("mapping_kwargs"), _MAPPING_DEFAULTS, "mapping", name)
-    synth = _options(kwargs.get("synthesis_kwargs"), _SYNTHESIS_DEFAULTS, "synthesis", name)
+    synth = _options({**(kwargs.get("synthesis_kwargs") or {}), **flattened}, _SYNTHESIS_DEFAULTS, "synthesis", name)
+    _read_stored(generator, mapping, synth, name)
     _check_supported(kwargs, mapping, synth, name)
     return dict(
         resolution=kwargs["img_resolution"], z_dim=kwargs["z_dim"], w_dim=kwargs["w_dim"],
@@ -263,6 +266,32 @@ def snapshot_config(generator: PersistentRecord, name: str = "<snapshot>") -> di
         conv_clamp=synth["conv_clamp"], w_avg_beta=0.995 if mapping["w_avg_beta"] is None else mapping["w_avg_beta"],
         architecture=synth["architecture"], use_noise=bool(synth["use_noise"]),
     )
+
+
+def _read_stored(generator: PersistentRecord, mapping: dict[str, Any], synth: dict[str, Any], name: str) -> None:
+    """Replace option values by those the layers stored, where they did: those are what the layers computed with,
+    whichever repository's defaults (ada: conv_clamp None; stylegan3: 256) filled in what init_kwargs omit."""
+    def everything(record: PersistentRecord) -> list[PersistentRecord]:
+        return [record] + [r for child in record.children().values() for r in everything(child)]
+
+    records = everything(generator)
+    of = {kind: [r for r in records if r.class_name == kind] for kind in
+          ("MappingNetwork", "FullyConnectedLayer", "SynthesisBlock", "SynthesisLayer", "ToRGBLayer")}
+    mapping_fcs = [r for m in of["MappingNetwork"] for k, r in m.children().items() if k.startswith("fc")]
+    stored = [(mapping, "num_layers", of["MappingNetwork"], "num_layers"),
+              (mapping, "w_avg_beta", of["MappingNetwork"], "w_avg_beta"),
+              (mapping, "lr_multiplier", mapping_fcs, "bias_gain"),
+              (mapping, "activation", mapping_fcs, "activation"),
+              (synth, "architecture", of["SynthesisBlock"], "architecture"),
+              (synth, "conv_clamp", of["SynthesisLayer"] + of["ToRGBLayer"], "conv_clamp"),
+              (synth, "use_noise", of["SynthesisLayer"], "use_noise"),
+              (synth, "activation", of["SynthesisLayer"], "activation")]
+    for options, key, holders, attribute in stored:
+        values = {repr(r.state[attribute]): r.state[attribute] for r in holders if attribute in r.state}
+        if len(values) > 1:
+            raise ValueError(f"path: {name!r}: layers with different {attribute} {sorted(values)} are not supported")
+        if values:
+            options[key] = next(iter(values.values()))
 
 
 def _check_supported(kwargs: dict[str, Any], mapping: dict[str, Any], synth: dict[str, Any], name: str) -> None:
