@@ -35,18 +35,16 @@ def reference_pgd(model, x, y, eps, alpha, steps, norm):
 
 
 @pytest.fixture
-def batch():
-    torch.manual_seed(0)
-    model = make_classifier().eval()
-    x = torch.rand(6, 3, 16, 16)
+def batch(tiny_classifier):
+    x = torch.rand(6, 3, 16, 16, generator=torch.Generator().manual_seed(0))
     y = torch.arange(6) % NUM_CLASSES
-    return model, x, y
+    return tiny_classifier, x, y
 
 
 @pytest.mark.parametrize("norm,eps,alpha", [("linf", 8 / 255, 2 / 255), ("l2", 0.5, 0.2)])
-def test_identity_generator_equals_textbook_pgd_step_for_step(batch, norm, eps, alpha) -> None:
+def test_identity_generator_equals_textbook_pgd_step_for_step(batch, identity_generator, norm, eps, alpha) -> None:
     model, x, y = batch
-    generator = ts.IdentityGenerator((3, 16, 16))
+    generator = identity_generator
     for steps in range(1, 5):
         expected = reference_pgd(model, x, y, eps, alpha, steps, norm)
         result = latent_pgd(generator.decode, model, x, y, eps=eps, step_size=alpha, steps=steps, norm=norm,
@@ -101,9 +99,9 @@ def test_early_stop_skips_work_without_changing_who_is_fooled() -> None:
     assert torch.allclose(stopped.latents[robust], full.latents[robust], atol=1e-6)
 
 
-def test_restarts_keep_the_worst_case_per_example(batch) -> None:
+def test_restarts_keep_the_worst_case_per_example(batch, identity_generator) -> None:
     model, x, y = batch
-    generator = ts.IdentityGenerator((3, 16, 16))
+    generator = identity_generator
     kwargs = dict(eps=0.05, step_size=0.02, steps=2, bounds=(0.0, 1.0), random_start=True)
     losses = []
     for seed in range(3):
@@ -230,9 +228,9 @@ def test_guard_refuses_a_plain_function() -> None:
         check_model("resnet18", "classifier")
 
 
-def test_attacks_inside_inference_mode_fail_clearly(batch) -> None:
+def test_attacks_inside_inference_mode_fail_clearly(batch, identity_generator) -> None:
     model, x, y = batch
-    generator = ts.IdentityGenerator((3, 16, 16))
+    generator = identity_generator
     attack = ts.AdversarialLatentAttack(generator, model=model, eps=0.05, step_size=0.02, steps=1)
     with torch.inference_mode():
         with pytest.raises(RuntimeError, match=r"inference_mode\(\) forbids.*torch.no_grad\(\) is fine"):

@@ -29,16 +29,16 @@ def test_frozen_after_freeze(case: GeneratorCase) -> None:
 
 
 @CASES
-def test_sample_latent_is_reproducible_and_decodes_in_range(case: GeneratorCase) -> None:
-    generator = case.make().freeze()
+def test_sample_latent_is_reproducible_and_decodes_in_range(case: GeneratorCase, device, dtype) -> None:
+    generator = case.make().freeze().to(device)
     z1 = generator.sample_latent(3, torch.Generator().manual_seed(1))
     z2 = generator.sample_latent(3, torch.Generator().manual_seed(1))
     z3 = generator.sample_latent(3, torch.Generator().manual_seed(2))
-    assert z1.shape == (3, *generator.latent_shape)
+    assert z1.shape == (3, *generator.latent_shape) and z1.device == device and z1.dtype == dtype
     assert torch.equal(z1, z2) and not torch.equal(z1, z3)
     with torch.no_grad():
         images = generator.decode(z1)
-    assert images.shape == (3, *generator.image_shape)
+    assert images.shape == (3, *generator.image_shape) and images.device == device and images.dtype == dtype
     assert torch.isfinite(images).all()
     low, high = generator.image_range
     assert images.min() >= low - 1e-4 and images.max() <= high + 1e-4

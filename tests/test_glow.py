@@ -71,8 +71,8 @@ def test_log_prob_matches_change_of_variables_on_a_one_step_flow():
     assert torch.allclose(glow.log_prob(x), expected.reshape(1), atol=1e-4)
 
 
-def test_sample_latent_reproducible_and_temperature():
-    glow = _glow()
+def test_sample_latent_reproducible_and_temperature(tiny_glow):
+    glow = tiny_glow
     a = glow.sample_latent(5, torch.Generator().manual_seed(3))
     b = glow.sample_latent(5, torch.Generator().manual_seed(3), temperature=0.5)
     assert a.shape == (5, glow.latent_dim)
