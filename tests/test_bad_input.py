@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 import torch_semaug as ts
+from tests.bad_input_transforms import TRANSFORM_CASES
 from tests.conftest import make_tiny_stylegan2
 from tests.contract_cases import make_classifier
 from tests.flow_factories import tiny_glow
@@ -33,11 +34,6 @@ from torch_semaug.generators.encoders import (
     refine_latents,
 )
 from torch_semaug.generators.perceptual import PerceptualDistance
-
-try:  # A1's transform cases; this import becomes unconditional once tests/bad_input_transforms.py is committed
-    from tests.bad_input_transforms import TRANSFORM_CASES
-except ImportError:
-    TRANSFORM_CASES = []
 
 HAS_NORMFLOWS = importlib.util.find_spec("normflows") is not None
 HAS_FREIA = importlib.util.find_spec("FrEIA") is not None

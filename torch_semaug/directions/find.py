@@ -29,19 +29,7 @@ from tqdm.auto import tqdm
 
 from torch_semaug._checks import check_bool, check_choice, check_int_at_least, describe
 from torch_semaug.directions.directions import METHODS, SPACES, Directions
-
-_STYLE_ATTRIBUTES = ("mapping", "z_dim", "w_dim", "num_ws", "decode")
-
-
-def check_style_generator(generator: object, name: str = "generator") -> nn.Module:
-    """Raise ``TypeError`` unless ``generator`` has a StyleGAN-style W space (``mapping``, ``w_dim``, ...)."""
-    missing = [a for a in _STYLE_ATTRIBUTES if not hasattr(generator, a)]
-    if missing or not isinstance(generator, nn.Module):
-        raise TypeError(
-            f"{name}: expected a StyleGAN-style LatentGenerator with {list(_STYLE_ATTRIBUTES)} (e.g. StyleGAN2), "
-            f"got {describe(generator)}" + (f" lacking {missing}" if missing else "")
-        )
-    return generator
+from torch_semaug.generators.stylegan2 import as_stylegan
 
 
 def generator_provenance(generator: nn.Module) -> dict[str, Any]:
@@ -227,7 +215,7 @@ def find_directions(
         regressed bases (activations, UMAP) unit-norm rows ordered by PCA variance or, for UMAP, by
         their latent spread ``std``.
     """
-    check_style_generator(generator)
+    as_stylegan(generator)
     check_choice(method, METHODS, "method")
     check_choice(space, SPACES, "space")
     check_int_at_least(n_components, 1, "n_components")
