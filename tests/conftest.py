@@ -10,13 +10,15 @@ its own with the factory instead.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import pytest
 import torch
 from torch import nn
 
-from torch_semaug.generators import IdentityGenerator, StyleGAN2
+from tests.flow_factories import tiny_glow as make_tiny_glow
+from torch_semaug.generators import Glow, IdentityGenerator, StyleGAN2
 
 #: The tiny StyleGAN2: 16 px, 6 W+ layers of 16 dimensions, 16 feature maps at every resolution.
 TINY_STYLEGAN2: dict[str, Any] = dict(z_dim=16, w_dim=16, mapping_layers=2, channel_base=256, channel_max=16)
@@ -30,6 +32,12 @@ def make_tiny_stylegan2(resolution: int = 16, seed: int = 0, **overrides: Any) -
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         return StyleGAN2(resolution, **{**TINY_STYLEGAN2, **overrides}).freeze()
+
+
+#: Read-only tiny models built once per session, for modules that build many cases at import time (the
+#: bad-input tables): never modify them.
+shared_tiny_stylegan2 = functools.cache(make_tiny_stylegan2)
+shared_tiny_glow = functools.cache(make_tiny_glow)
 
 
 @pytest.fixture
@@ -51,10 +59,8 @@ def tiny_stylegan2() -> StyleGAN2:
 
 
 @pytest.fixture(scope="module")
-def tiny_glow():
+def tiny_glow() -> Glow:
     """A tiny Glow on ``(3, 16, 16)`` (2 levels, 1 step, width 8) with initialised actnorm layers."""
-    from tests.flow_factories import tiny_glow as make_tiny_glow
-
     return make_tiny_glow()
 
 

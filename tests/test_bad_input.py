@@ -20,9 +20,8 @@ from torch import nn
 
 import torch_semaug as ts
 from tests.bad_input_transforms import TRANSFORM_CASES
-from tests.conftest import make_tiny_stylegan2
+from tests.conftest import make_tiny_stylegan2, shared_tiny_glow, shared_tiny_stylegan2
 from tests.contract_cases import make_classifier
-from tests.flow_factories import tiny_glow
 from torch_semaug.attacks import AdaptiveEps, classifier_guard, latent_pgd
 from torch_semaug.attacks.guard import check_model
 from torch_semaug.generators import unflatten_latents
@@ -40,13 +39,8 @@ HAS_FREIA = importlib.util.find_spec("FrEIA") is not None
 
 # -- shared tiny models (built once, never modified by a case) ---------------------------------------------
 
-_stylegan = functools.cache(make_tiny_stylegan2)
-_glow = functools.cache(tiny_glow)
-
-
-@functools.cache
-def _identity() -> ts.IdentityGenerator:
-    return ts.IdentityGenerator((3, 16, 16))
+_stylegan, _glow = shared_tiny_stylegan2, shared_tiny_glow
+IDENTITY = ts.IdentityGenerator((3, 16, 16))
 
 
 @functools.cache
@@ -91,7 +85,7 @@ def _pgd(**overrides: object) -> Callable[[], object]:
 
     def call() -> object:
         model, x, y = _batch()
-        args = dict(decode=_identity().decode, classifier=model, latents=x, labels=y, eps=0.1, step_size=0.05,
+        args = dict(decode=IDENTITY.decode, classifier=model, latents=x, labels=y, eps=0.1, step_size=0.05,
                     steps=1) | overrides
         return latent_pgd(args.pop("decode"), args.pop("classifier"), args.pop("latents"), args.pop("labels"),
                           **args)
@@ -242,16 +236,16 @@ IDENTITY_CASES = [
            "identity-range-reversed"),
     _param(lambda: ts.IdentityGenerator((3, 16, 16), prior="normal"), ValueError, "prior: expected one of",
            "identity-prior"),
-    _param(lambda: _identity().decode(torch.zeros(2, 3, 8, 8)), ValueError,
+    _param(lambda: IDENTITY.decode(torch.zeros(2, 3, 8, 8)), ValueError,
            r"latents: expected shape \(B, 3, 16, 16\) for IdentityGenerator, got \(2, 3, 8, 8\)",
            "identity-decode-shape"),
-    _param(lambda: _identity().decode(torch.zeros(2, 3, 16, 16, dtype=torch.uint8)), TypeError,
+    _param(lambda: IDENTITY.decode(torch.zeros(2, 3, 16, 16, dtype=torch.uint8)), TypeError,
            "latents: expected a floating-point tensor", "identity-decode-uint8"),
-    _param(lambda: _identity().encode(torch.full((2, 3, 16, 16), 5.0)), ValueError,
+    _param(lambda: IDENTITY.encode(torch.full((2, 3, 16, 16), 5.0)), ValueError,
            r"images: expected values in the generator's range \[0.0, 1.0\]", "identity-encode-range"),
-    _param(lambda: _identity().sample_latent(-1), ValueError, "n: expected an integer >= 0, got -1",
+    _param(lambda: IDENTITY.sample_latent(-1), ValueError, "n: expected an integer >= 0, got -1",
            "identity-sample-negative"),
-    _param(lambda: _identity().sample_latent(2, generator=3), TypeError, "generator: expected a torch.Generator",
+    _param(lambda: IDENTITY.sample_latent(2, generator=3), TypeError, "generator: expected a torch.Generator",
            "identity-sample-rng-int"),
 ]
 
@@ -356,7 +350,7 @@ FIND_DIRECTIONS_CASES = [
     _param(_find(truncation_psi=0), ValueError, "truncation_psi: expected a finite, non-zero number .*got 0",
            "find-directions-psi-zero"),
     _param(_find(truncation_psi=NAN), ValueError, "truncation_psi: .*got nan", "find-directions-psi-nan"),
-    _param(_find(generator=_identity()), TypeError, "generator: expected a StyleGAN2-like W\\+ generator",
+    _param(_find(generator=IDENTITY), TypeError, "generator: expected a StyleGAN2-like W\\+ generator",
            "find-directions-identity"),
     _param(_find(method="ica"), ValueError, r"method: expected one of \['pca', 'umap'\]", "find-directions-method"),
     _param(_find(n_components=17), ValueError, "n_components: PCA in W has at most w_dim = 16 axes",
