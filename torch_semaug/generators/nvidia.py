@@ -42,7 +42,7 @@ defaults differ: ``conv_clamp=256``) import as well. Supported: architectures ``
 ``orig`` (its single toRGB is the last block's; the other toRGBs become zero), ``use_noise=False``. Refused
 with a clear error: StyleGAN3 generators, conditional generators (``c_dim > 0``), ``resnet`` synthesis, and
 options StyleGAN2 here does not model. Decoding is float32: it matches NVIDIA's synthesis run in float32
-(``force_fp32=True``); their fp16 blocks (``num_fp16_res``) differ from it by fp16 rounding only.
+(``force_fp32=True``); their fp16 blocks (``num_fp16_res``, on a GPU) compute in half precision instead.
 """
 
 from __future__ import annotations
