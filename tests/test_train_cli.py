@@ -158,7 +158,7 @@ def test_yaml_config_sets_defaults_and_explicit_flags_win(setup, capsys):
 def test_train_classifier_is_a_python_function(setup, capsys):
     summary = train_classifier(dataset=f"folder:{setup / 'imgs'}", model="test_efficientnet", epochs=1, batch_size=4,
                                workers=0, lr=0.01, output=str(setup / "runs"), experiment="py", progress=False,
-                               model_ema=True, channels_last=True, grad_accum_steps=2, torchcompile="eager")
+                               model_ema=True, channels_last=True, grad_accum_steps=2)
     assert summary["epochs"] == 1 and summary["final"]["train_examples"] == 12
     assert "ema_val_top1" in summary["final"] and summary["best"]["metric"] == "ema_val_top1"
     best = load_checkpoint(setup / "runs" / "py" / "model_best.pth")
@@ -168,6 +168,14 @@ def test_train_classifier_is_a_python_function(setup, capsys):
         train_classifier(dataset=f"folder:{setup / 'imgs'}", batch_size=0)
     with pytest.raises(TypeError, match="bogus"):
         train_classifier(bogus=1)
+
+
+@pytest.mark.slow  # dynamo traces the model: about 15 s on a CPU
+def test_torchcompile_trains_and_saves_plain_weights(setup):
+    train_classifier(dataset=f"folder:{setup / 'imgs'}", model="test_efficientnet", epochs=1, batch_size=4, workers=0,
+                     output=str(setup / "runs"), experiment="compiled", progress=False, torchcompile="eager")
+    weights = load_checkpoint(setup / "runs" / "compiled" / "last.pth")["model"]
+    assert weights and not any(key.startswith("_orig_mod.") for key in weights)
 
 
 @pytest.mark.parametrize("entry", ["semaug", "python -m"])

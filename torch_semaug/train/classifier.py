@@ -151,13 +151,37 @@ def random_erasing(config: TrainConfig, device: torch.device) -> Any:
     return RandomErasing(config.reprob, mode="pixel", device=str(device))
 
 
+def make_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    from timm.optim import create_optimizer_v2
+
+    try:
+        return create_optimizer_v2(model, opt=config.opt, lr=config.lr, weight_decay=config.weight_decay,
+                                   momentum=config.momentum)
+    except ValueError as error:
+        raise ValueError(f"opt: expected a timm optimizer name such as sgd, adamw or lamb, got {config.opt!r} "
+                         f"({error})") from None
+
+
+def make_scheduler(config: TrainConfig, optimizer: Any, updates_per_epoch: int) -> tuple[Any, int]:
+    """timm's scheduler and the number of epochs it runs."""
+    from timm.scheduler import create_scheduler_v2
+
+    try:
+        return create_scheduler_v2(
+            optimizer, sched=config.sched, num_epochs=config.epochs, warmup_epochs=config.warmup_epochs,
+            warmup_lr=config.warmup_lr, min_lr=config.min_lr,
+            decay_epochs=config.decay_epochs or max(1, config.epochs // 3), decay_rate=config.decay_rate,
+            updates_per_epoch=updates_per_epoch,
+        )
+    except ValueError as error:
+        raise ValueError(f"sched: expected a timm scheduler name such as cosine, step or plateau, got "
+                         f"{config.sched!r} ({error})") from None
+
+
 def build_run(config: TrainConfig, state: dict[str, Any] | None) -> Run:
     """Data, model, transform, optimizer, scheduler and loaders, prepared by accelerate; restored from ``state``."""
     from accelerate.utils import set_seed
     from timm.data import Mixup
-    from timm.optim import create_optimizer_v2
-    from timm.scheduler import create_scheduler_v2
-
     accelerator = make_accelerator(config)
     set_seed(config.seed)  # the same initial weights on every rank
     classes, in_chans, img_size = probe(config.dataset, config.data_root, config.train_split, config.img_size)
@@ -172,17 +196,11 @@ def build_run(config: TrainConfig, state: dict[str, Any] | None) -> Run:
         mixup_fn = Mixup(mixup_alpha=config.mixup, cutmix_alpha=config.cutmix, prob=config.mixup_prob,
                          label_smoothing=config.smoothing, num_classes=num_classes)
     train_loader, val_loader, shuffle = build_loaders(config, data, drop_last=mixup_fn is not None)
-    optimizer = create_optimizer_v2(model, opt=config.opt, lr=config.lr, weight_decay=config.weight_decay,
-                                    momentum=config.momentum)
+    optimizer = make_optimizer(config, model)
     model = compile_model(model, config.torchcompile)
     model, optimizer, train_loader, val_loader = accelerator.prepare(model, optimizer, train_loader, val_loader)
     updates = (len(train_loader) + config.grad_accum_steps - 1) // config.grad_accum_steps
-    decay_epochs = config.decay_epochs or max(1, config.epochs // 3)
-    scheduler, epochs = create_scheduler_v2(
-        optimizer, sched=config.sched, num_epochs=config.epochs, warmup_epochs=config.warmup_epochs,
-        warmup_lr=config.warmup_lr, min_lr=config.min_lr, decay_epochs=decay_epochs,
-        decay_rate=config.decay_rate, updates_per_epoch=updates,
-    )
+    scheduler, epochs = make_scheduler(config, optimizer, updates)
     ema = None
     if config.model_ema:
         from timm.utils import ModelEmaV3

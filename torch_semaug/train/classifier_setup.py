@@ -4,16 +4,13 @@ normalisation and the semantic transform."""
 from __future__ import annotations
 
 import difflib
-import inspect
 import warnings
 from typing import Any
 
 import torch
 
-from torch_semaug.data.latent_cache import LatentCache
 from torch_semaug.train.args import TrainConfig
-from torch_semaug.train.semaug_setup import FLAG_TO_KWARG, check_transform_name, flag_kwargs, setup_semaug
-from torch_semaug.transforms import SemanticTransform
+from torch_semaug.train.semaug_setup import FLAG_TO_KWARG, setup_semaug
 
 
 def make_accelerator(config: TrainConfig) -> Any:
@@ -91,24 +88,17 @@ def normalisation(config: TrainConfig, model: torch.nn.Module, in_chans: int) ->
     return mean, std
 
 
-def check_required(config: TrainConfig) -> None:
-    """A transform argument without a default that no flag gave, reported as the flag that gives it."""
-    cls = check_transform_name(config.semaug)
-    given = flag_kwargs(config)
-    params = [p for p in inspect.signature(cls).parameters.values() if p.name != "generator"]
-    flags = {kwarg: flag for flag, kwarg in FLAG_TO_KWARG.items()}
-    for param in params:
-        required = param.default is param.empty and param.kind in (param.KEYWORD_ONLY, param.POSITIONAL_OR_KEYWORD)
-        if required and param.name not in given:
-            flag = flags.get(param.name)
-            how = f"--{flag.replace('_', '-')} VALUE" if flag else f"--semaug-kwargs {param.name}=VALUE"
-            raise ValueError(f"{flag or 'semaug_kwargs'}: --semaug {config.semaug} needs {param.name!r}; "
-                             f"pass {how}")
-
-
-def build_semaug(config: TrainConfig, mean: tuple, std: tuple,
-                 rng: torch.Generator) -> tuple[SemanticTransform | None, LatentCache | None]:
-    """The transform and latent cache of the ``semaug*`` options (``None, None`` without ``semaug``)."""
-    if config.semaug is not None:
-        check_required(config)
-    return setup_semaug(config, mean, std, rng)
+def build_semaug(config: TrainConfig, mean: tuple, std: tuple, rng: torch.Generator) -> tuple[Any, Any]:
+    """The transform and latent cache of the ``semaug*`` options (``None, None`` without ``semaug``); an error
+    about a transform argument (``mode: ...``) names the option that set it (``semaug_mode: ...``)."""
+    try:
+        return setup_semaug(config, mean, std, rng)
+    except ValueError as error:
+        message = str(error)
+        name = message.split(":", 1)[0]
+        flags = {kwarg: flag for flag, kwarg in FLAG_TO_KWARG.items()}
+        if config.semaug is not None and name in flags and getattr(config, flags[name]) is not None:
+            message = flags[name] + message[len(name):]
+        elif config.semaug is not None and name in config.semaug_kwargs:
+            message = f"semaug_kwargs: {message}"
+        raise ValueError(message) from None
