@@ -231,3 +231,19 @@ def test_colormnist_hook(monkeypatch):
     dataset = create_dataset("colormnist", "unused", "test", transform=encoding_transform(16))
     image, label = dataset[0]
     assert image.shape == (3, 16, 16) and label == 7 and len(dataset.classes) == 10
+
+
+def test_tensorboard_curves_and_best_model(setup, capsys):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    assert cli_main(base_argv(setup, "--log-with", "tensorboard")) == 0
+    run = setup / "runs" / "run"
+    events = EventAccumulator(str(next((run / "logs").glob("events.out.tfevents.*"))))
+    events.Reload()
+    history = json.loads((run / "metrics.json").read_text())
+    assert [e.value for e in events.Scalars("val_top1")] == pytest.approx([row["val_top1"] for row in history])
+    assert {"train_loss", "lr"} <= set(events.Tags()["scalars"])
+    assert (run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    best = load_checkpoint(run / "model_best.pth")
+    assert best["best"]["val_top1"] == max(row["val_top1"] for row in history)
+    assert best["epoch"] == best["best"]["epoch"] + 1 and best["classes"] == ["class0", "class1"]

@@ -367,7 +367,8 @@ def train_classifier(config: TrainConfig | None = None, /, **options: Any) -> di
     announce(run, state)
     if config.log_with is not None:
         run.accelerator.project_configuration.set_directories(str(run.folder))
-        run.accelerator.init_trackers("tracker", config=tracker_config(config))
+        run.accelerator.project_configuration.logging_dir = str(run.folder)  # set_directories keeps an old one
+        run.accelerator.init_trackers("logs", config=tracker_config(config))
     if state is None:
         save(run, 0)  # a kill during the first epoch can resume, and the folder is marked as a run
     started, epoch = time.perf_counter(), start_epoch

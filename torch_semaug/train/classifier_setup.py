@@ -17,6 +17,7 @@ def make_accelerator(config: TrainConfig) -> Any:
     """An ``Accelerator`` on the requested device; with no GPU it runs on CPU processes (gloo), which is what
     makes ``accelerate launch --multi_gpu --num_processes 2`` start two CPU processes."""
     from accelerate import Accelerator
+    from accelerate.utils import ProjectConfiguration
 
     device = config.device
     if device == "cuda" and not torch.cuda.is_available():
@@ -25,12 +26,16 @@ def make_accelerator(config: TrainConfig) -> Any:
         raise ValueError("device: 'mps' requested, but this torch build has no MPS device; use --device cpu")
     no_accelerator = not torch.cuda.is_available() and not torch.backends.mps.is_available()
     mixed = ("fp16" if config.amp_dtype == "float16" else "bf16") if config.amp else "no"
+    # Trackers log in the run folder, known only once the accelerator runs; the parent folder stands in until then.
+    project = ProjectConfiguration(project_dir=config.output, logging_dir=config.output)
     try:
         accelerator = Accelerator(cpu=device == "cpu" or (device is None and no_accelerator), mixed_precision=mixed,
-                                  gradient_accumulation_steps=config.grad_accum_steps, log_with=config.log_with)
+                                  gradient_accumulation_steps=config.grad_accum_steps, log_with=config.log_with,
+                                  project_config=project)
     except (ValueError, ImportError) as error:
-        raise ValueError(f"amp: accelerate cannot run --amp --amp-dtype {config.amp_dtype} / --log-with "
-                         f"{config.log_with} here ({error})") from None
+        option = "log_with" if config.log_with is not None and "mixed" not in str(error) else "amp"
+        raise ValueError(f"{option}: accelerate cannot run --amp {config.amp} --amp-dtype {config.amp_dtype} "
+                         f"--log-with {config.log_with} here ({error})") from None
     if not accelerator.is_main_process:
         warnings.simplefilter("ignore")  # one copy of every warning: the main process's
     return accelerator
