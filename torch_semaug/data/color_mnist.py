@@ -82,8 +82,8 @@ class ColorMNIST(Dataset):
             mnist = MNIST(root, train=train, download=False)
         except RuntimeError as error:
             raise FileNotFoundError(
-                f"root: no MNIST raw files under {os.path.join(root, 'MNIST', 'raw')!r} ({error}); point root= "
-                "(or --data-root / SEMAUG_DATA) at the folder holding MNIST/raw"
+                f"data_root: no MNIST raw files under {os.path.join(root, 'MNIST', 'raw')!r} ({error}); point "
+                "--data-root (or $SEMAUG_DATA, or root=) at the folder holding MNIST/raw"
             ) from None
         coloring = ("biased" if train else "uniform") if coloring is None else coloring
         return cls(mnist.data, mnist.targets, coloring=coloring, sigma=sigma, seed=seed, size=size)
