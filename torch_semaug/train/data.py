@@ -132,9 +132,10 @@ def build_loaders(config: TrainConfig, data: DataSetup, drop_last: bool) -> tupl
                                                                                  torch.Generator]:
     """The two loaders and the generator that shuffles the training set (reseeded every epoch)."""
     shuffle = torch.Generator().manual_seed(config.seed)
-    common = dict(num_workers=config.workers, persistent_workers=config.workers > 0,
-                  pin_memory=torch.cuda.is_available())
+    common = dict(num_workers=config.workers, pin_memory=torch.cuda.is_available())
+    # Training workers start afresh every epoch, seeded from the shuffle generator: a resumed epoch repeats.
     train = DataLoader(data.train, batch_size=config.batch_size, shuffle=True, drop_last=drop_last,
-                       generator=shuffle, **common)
-    val = DataLoader(data.val, batch_size=config.validation_batch_size or config.batch_size, shuffle=False, **common)
+                       generator=shuffle, persistent_workers=False, **common)
+    val = DataLoader(data.val, batch_size=config.validation_batch_size or config.batch_size, shuffle=False,
+                     persistent_workers=config.workers > 0, **common)
     return train, val, shuffle
