@@ -95,7 +95,7 @@ CASES = [
     ("resume-other-kind", ["train-generator", "glow", "--resume", "{files}/sg2/checkpoint.pt"],
      ["--resume:", "is a stylegan2 checkpoint, not glow"]),
     ("resume-new-architecture", ["train-generator", "stylegan2", "--resume", "{files}/sg2", "--resolution", "32"],
-     ["--resolution:", "trained with 16, got 32"]),
+     ["--resolution:", "trained with 16, this run says 32", "start a new run"]),
     ("resume-and-init-from", ["train-generator", "stylegan2", "--resume", "{files}/sg2", "--init-from",
                               "{files}/sg2/checkpoint.pt"], ["--init-from:", "drop --init-from"]),
     ("resume-into-another-run", ["train-generator", "glow", "--resume", "{files}/glow", "--out", "{files}/sg2"],

@@ -43,7 +43,7 @@ def _weights(folder) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.parametrize("kind_args", [STYLEGAN2, GLOW], ids=["stylegan2", "glow"])
-def test_killed_and_resumed_run_equals_the_uninterrupted_one(kind_args, tmp_path):
+def test_killed_and_resumed_run_equals_the_uninterrupted_one(kind_args, tmp_path, capsys):
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     assert main(["train-generator", *kind_args, "--out", str(whole), *COMMON]) == 0
     env = dict(os.environ, OMP_NUM_THREADS="1")
@@ -53,6 +53,7 @@ def test_killed_and_resumed_run_equals_the_uninterrupted_one(kind_args, tmp_path
     assert torch.load(killed / "checkpoint.pt", weights_only=True)["iteration"] == 2
     assert [p.name for p in killed.glob(".checkpoint.pt.*.tmp")]  # what the kill left behind
     assert main(["train-generator", kind_args[0], "--resume", str(killed / "checkpoint.pt")]) == 0
+    assert "left by a killed write" in capsys.readouterr().out
     assert not list(killed.rglob("*.tmp"))
     assert torch.load(killed / "checkpoint.pt", weights_only=True)["iteration"] == 6
     expected, found = _weights(whole), _weights(killed)

@@ -30,7 +30,8 @@ def test_train_resume_and_load(tmp_path, capsys):
                         "--iterations", "3", *ARGS], capsys, "--out:", f"--resume {out / 'checkpoint.pt'}")
     # --resume alone restores the run's arguments; a typed flag overrides one and says so
     assert main(["train-generator", "stylegan2", "--resume", str(out / "checkpoint.pt"), "--iterations", "3"]) == 0
-    assert "--iterations 3 overrides the checkpoint's 2" in capsys.readouterr().err
+    printed = capsys.readouterr().out
+    assert "overriding the checkpoint: --iterations 3 (checkpoint: 2)" in printed and "iteration 2 of 3" in printed
     state = torch.load(out / "checkpoint.pt", weights_only=True)
     assert state["iteration"] == 3 and state["arguments"]["batch_size"] == 4
     second = load_generator(out / "generator.safetensors", kind="stylegan2")

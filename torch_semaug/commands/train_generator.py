@@ -176,9 +176,9 @@ def training_arguments(args: argparse.Namespace, module: Any, train: Any) -> dic
     if "scale" in getattr(args, EXPLICIT, set()):
         kwargs |= {k: v for k, v in preset.items() if k not in typed}
     flags = flag_names(args._parser)
-    for name, value in typed.items():
-        if name in kwargs and kwargs[name] != value:
-            print(f"resume: {flags[name]} {value} overrides the checkpoint's {kwargs[name]}", file=sys.stderr)
+    changed = [f"{flags[n]} {v} (checkpoint: {kwargs[n]})" for n, v in typed.items() if n in kwargs and kwargs[n] != v]
+    if changed:
+        print(f"overriding the checkpoint: {', '.join(changed)}")
     return kwargs | typed | {"resume": args.resume}
 
 

@@ -224,16 +224,17 @@ def open_run(out: Path, resume: str | os.PathLike[str] | None, kind: str) -> dic
     state = None
     if resume is None:
         if own.exists():
-            raise ValueError(f"out: {os.fspath(out)!r} already holds a run; pass --resume {os.fspath(own)} "
-                             "(resume= in Python) to continue it, or choose another out folder")
+            raise ValueError(f"out: {os.fspath(out)} already holds a run; continue it with --resume {os.fspath(own)} "
+                             "or choose another --out")
     else:
         state = read_checkpoint(resume, kind)
         if own.exists() and not own.samefile(checkpoint_path(resume)):
             raise ValueError(f"out: {os.fspath(own)!r} belongs to another run than the one resumed "
                              f"({os.fspath(resume)!r}); choose another out folder")
     out.mkdir(parents=True, exist_ok=True)
-    for name in (CHECKPOINT, GENERATOR, METRICS):  # what a killed writer left behind
-        remove_stale_temporaries(out / name)
+    for name in (CHECKPOINT, GENERATOR, METRICS):
+        for path in remove_stale_temporaries(out / name):
+            print(f"removed {path.name}, left by a killed write")
     return state
 
 
@@ -242,8 +243,8 @@ def check_unchanged(state: dict[str, Any], arguments: dict[str, Any], names: Seq
     saved = state["arguments"]
     for name in names:
         if name in saved and saved[name] != arguments[name]:
-            raise ValueError(f"{name}: the run being resumed was trained with {saved[name]!r}, got "
-                             f"{arguments[name]!r}; the architecture cannot change when resuming")
+            raise ValueError(f"{name}: the checkpoint was trained with {saved[name]!r}, this run says "
+                             f"{arguments[name]!r}; a resumed run keeps it (start a new run to change it)")
 
 
 def finish_run(out: Path, generator: torch.nn.Module, metrics: dict[str, Any], *, command: str | None,

@@ -120,7 +120,7 @@ def train_glow(
         opt.load_state_dict(state["optimizer"])
         start, seconds, bpd = int(state["iteration"]), float(state["seconds"]), float(state["bpd_ema"])
         set_rng_state(state["rng"])
-        print(f"resumed {folder / CHECKPOINT} at iteration {start}", file=sys.stderr)
+        print(f"resuming {os.fspath(resume)} at iteration {start} of {iterations}")
     else:
         init = next(iter(DataLoader(dataset, batch_size=min(len(dataset), 256), shuffle=True,  # type: ignore[arg-type]
                                     generator=torch.Generator().manual_seed(seed))))[0]

@@ -129,7 +129,7 @@ def train_stylegan2(
         models.load(state, "resume", os.fspath(resume))
         start, seconds = int(state["iteration"]), float(state["seconds"])
         set_rng_state(state["rng"])
-        print(f"resumed {folder / CHECKPOINT} at iteration {start}", file=sys.stderr)
+        print(f"resuming {os.fspath(resume)} at iteration {start} of {iterations}")
     elif init_from is not None:
         _fine_tune_from(models, init_from, device)
     batches = training_batches(dataset, batch_size, seed=seed, start=start, workers=workers)
