@@ -23,7 +23,7 @@ from torch_semaug._checks import (
     describe,
 )
 from torch_semaug.attacks.adaptive import AdaptiveEps, smooth_labels
-from torch_semaug.attacks.guard import classifier_guard
+from torch_semaug.attacks.guard import check_model, classifier_guard
 from torch_semaug.attacks.pgd import NORMS
 from torch_semaug.generators.base import LatentGenerator, as_generator
 from torch_semaug.transforms.attack import AttackProblem, run_attack
@@ -163,10 +163,9 @@ class SemanticTransform(v2.Transform):
     # -- public API -----------------------------------------------------------------------------------
 
     def bind(self, model: nn.Module | None) -> SemanticTransform:
-        """Attach the live classifier that adversarial modes attack; returns ``self``."""
-        if model is not None and not callable(model):
-            raise TypeError(f"model: expected an nn.Module (the classifier), got {describe(model)}")
-        self.__dict__["model"] = model
+        """Attach the live classifier that adversarial modes attack (random modes never call it); returns
+        ``self``. A classifier that is not an ``nn.Module`` is refused here, not at the first attack."""
+        self.__dict__["model"] = None if model is None else check_model(model)
         return self
 
     @property
