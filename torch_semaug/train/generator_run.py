@@ -110,18 +110,31 @@ class _Mapped(Dataset):
         return self.transform(image).as_subclass(Tensor), int(label)
 
 
-def check_run_arguments(*, iterations: int, batch_size: int, lr: float, sample_every: int, checkpoint_every: int,
-                        max_minutes: float | None, threads: int | None, workers: int, seed: int) -> None:
-    """The checks every generator trainer makes before it touches a file."""
-    for name, value, minimum in (("iterations", iterations, 1), ("batch_size", batch_size, 1),
-                                 ("sample_every", sample_every, 1), ("checkpoint_every", checkpoint_every, 1),
-                                 ("workers", workers, 0), ("seed", seed, 0)):
-        check_int_at_least(value, minimum, name)
-    check_positive(lr, "lr")
-    if max_minutes is not None:
-        check_positive(max_minutes, "max_minutes")
-    if threads is not None:
-        check_int_at_least(threads, 1, "threads")
+def check_run_arguments(a: dict[str, Any]) -> None:
+    """The checks of the arguments every generator trainer takes, made before it touches a file."""
+    for name, minimum in (("iterations", 1), ("batch_size", 1), ("sample_every", 1), ("checkpoint_every", 1),
+                          ("workers", 0), ("seed", 0)):
+        check_int_at_least(a[name], minimum, name)
+    check_positive(a["lr"], "lr")
+    if a["max_minutes"] is not None:
+        check_positive(a["max_minutes"], "max_minutes")
+    if a["threads"] is not None:
+        check_int_at_least(a["threads"], 1, "threads")
+
+
+def start_run(kind: str, arguments: dict[str, Any], resume: str | os.PathLike[str] | None,
+              architecture: Sequence[str]) -> dict[str, Any] | None:
+    """What every trainer does first: threads, the resume rule on ``out``, the architecture check, the seed.
+
+    Returns the checkpoint to continue from, or ``None`` for a fresh run.
+    """
+    if arguments["threads"] is not None:
+        torch.set_num_threads(arguments["threads"])
+    state = open_run(Path(arguments["out"]), resume, kind)
+    if state is not None:
+        check_unchanged(state, arguments, architecture)
+    torch.manual_seed(arguments["seed"])
+    return state
 
 
 class Progress:

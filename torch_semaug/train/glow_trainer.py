@@ -32,12 +32,11 @@ from torch_semaug.train.generator_run import (
     CHECKPOINT,
     Progress,
     check_run_arguments,
-    check_unchanged,
     finish_run,
     load_images,
-    open_run,
     save_checkpoint,
     set_rng_state,
+    start_run,
     training_batches,
 )
 from torch_semaug.viz.grid import save_grid
@@ -103,13 +102,8 @@ def train_glow(
     """
     arguments = {k: v for k, v in locals().items() if k not in ("resume", "progress", "command")}
     _check_arguments(arguments)
-    if threads is not None:
-        torch.set_num_threads(threads)
+    state = start_run(KIND, arguments, resume, ARCHITECTURE)
     folder = Path(out)
-    state = open_run(folder, resume, KIND)
-    if state is not None:
-        check_unchanged(state, arguments, ARCHITECTURE)
-    torch.manual_seed(seed)
     dataset = load_images(data, resolution=resolution, data_root=data_root)
     held_out = load_images(eval_data, split="test", resolution=resolution, data_root=data_root) if eval_data else None
     glow = _build(dataset, arguments)
@@ -139,8 +133,7 @@ def train_glow(
 
 
 def _check_arguments(a: dict[str, Any]) -> None:
-    check_run_arguments(**{k: a[k] for k in ("iterations", "batch_size", "lr", "sample_every", "checkpoint_every",
-                                              "max_minutes", "threads", "workers", "seed")})
+    check_run_arguments(a)
     for name in ("levels", "steps", "width"):
         check_int_at_least(a[name], 1, name)
     if a["resolution"] is not None:

@@ -32,12 +32,11 @@ from torch_semaug.train.generator_run import (
     CHECKPOINT,
     Progress,
     check_run_arguments,
-    check_unchanged,
     finish_run,
     load_images,
-    open_run,
     save_checkpoint,
     set_rng_state,
+    start_run,
     training_batches,
 )
 from torch_semaug.train.stylegan2_discriminator import Discriminator
@@ -113,15 +112,10 @@ def train_stylegan2(
     """
     arguments = {k: v for k, v in locals().items() if k not in ("resume", "progress", "command")}
     _check_arguments(arguments)
-    if threads is not None:
-        torch.set_num_threads(threads)
-    folder = Path(out)
-    state = open_run(folder, resume, KIND)
-    if state is not None:
-        check_unchanged(state, arguments, ARCHITECTURE)
-    if init_from is not None and state is not None:
+    if init_from is not None and resume is not None:
         raise ValueError("init_from: a resumed run continues its own weights; drop --init-from")
-    torch.manual_seed(seed)
+    state = start_run(KIND, arguments, resume, ARCHITECTURE)
+    folder = Path(out)
     dataset = load_images(data, resolution=resolution, data_root=data_root, mirror=mirror)
     models = _build(arguments, int(dataset[0][0].shape[0]), torch.device(device))
     start, seconds = 0, 0.0
@@ -141,8 +135,7 @@ def train_stylegan2(
 
 
 def _check_arguments(a: dict[str, Any]) -> None:
-    check_run_arguments(**{k: a[k] for k in ("iterations", "batch_size", "lr", "sample_every", "checkpoint_every",
-                                              "max_minutes", "threads", "workers", "seed")})
+    check_run_arguments(a)
     if not isinstance(a["resolution"], int) or a["resolution"] not in [2**i for i in range(4, 11)]:
         raise ValueError(f"resolution: expected a power of two from 16 to 1024, got {a['resolution']!r}")
     for name in ("z_dim", "w_dim", "mapping_layers", "channel_base", "channel_max", "r1_every"):
