@@ -25,9 +25,10 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch_semaug as ts  # noqa: E402
-from torch_semaug._io import write_atomic, write_text_atomic  # noqa: E402
+from torch_semaug._io import write_text_atomic  # noqa: E402
 from torch_semaug.data.color_mnist import ColorMNIST  # noqa: E402
 from torch_semaug.generators.encoders import LearnedEncoder, OptimizationEncoder, psnr  # noqa: E402
+from torch_semaug.viz import save_grid  # noqa: E402
 
 
 def small_cnn() -> nn.Module:
@@ -59,8 +60,6 @@ def train_classifier(train: ColorMNIST, steps: int, seed: int) -> nn.Module:
 
 def figure(generator, model, real, images, labels, latents, out: Path, variants: int, seed: int) -> None:
     """Columns: real digit | its reconstruction | RandMix x variants | AdvMix | rescaled differences."""
-    from torchvision.utils import save_image
-
     rows = [images]
     rand = ts.LatentMix(generator, rng=torch.Generator().manual_seed(seed))
     for _ in range(variants):
@@ -73,15 +72,11 @@ def figure(generator, model, real, images, labels, latents, out: Path, variants:
         d = (variant - images).abs().sum(1, keepdim=True)
         diffs.append((d / d.flatten(1).amax(1).clamp_min(1e-6).view(-1, 1, 1, 1)).expand(-1, 3, -1, -1))
     columns = torch.stack([real, *rows, *diffs], dim=1)       # (B, 1 + variants + 1 + diffs, 3, H, W)
-    grid = F.interpolate(columns.flatten(0, 1), scale_factor=3, mode="nearest")
-    write_atomic(out, lambda tmp: save_image(grid, tmp, nrow=columns.shape[1], padding=2, pad_value=1.0,
-                                             format="png"))
+    save_grid(columns.flatten(0, 1), out, nrow=columns.shape[1], upscale=3)
 
 
 def mixing_grid(generator, out: Path, n: int, seed: int) -> None:
     """Style mixing of generated digits: row i keeps content i's coarse layers, column j gives the fine ones."""
-    from torchvision.utils import save_image
-
     gen = torch.Generator().manual_seed(seed)
     content = generator.sample_latent(n, gen)
     style = generator.sample_latent(n, gen)
@@ -93,8 +88,7 @@ def mixing_grid(generator, out: Path, n: int, seed: int) -> None:
             mixed = generator.mix(content[i : i + 1].expand(n, -1, -1), style, generator.fine_split)
             rows.append(torch.cat([generator.decode(content[i : i + 1]) * 0.5 + 0.5,
                                    generator.decode(mixed) * 0.5 + 0.5]))
-    grid = F.interpolate(torch.cat(rows).clamp(0, 1), scale_factor=3, mode="nearest")
-    write_atomic(out, lambda tmp: save_image(grid, tmp, nrow=n + 1, padding=2, pad_value=1.0, format="png"))
+    save_grid(torch.cat(rows), out, nrow=n + 1, upscale=3)
 
 
 def main(argv: list[str] | None = None) -> None:
