@@ -175,6 +175,8 @@ CONSTRUCTION_CASES = [
     _param(lambda: _pgd(to_generator=lambda x: x), ValueError, r"from_generator: to_generator and from_generator go",
            "to-generator-without-inverse"),
     _param(lambda: _pgd(p=1.5), ValueError, r"p: expected a probability in \[0, 1\]", "p-above-one"),
+    _param(lambda: _pgd(model=lambda x: x), TypeError, r"model: expected the classifier as a torch.nn.Module",
+           "model-plain-function"),
     _param(lambda: _pgd(rng=0), TypeError, r"rng: expected a torch.Generator .* or None, got int", "rng-int"),
     _param(lambda: ts.LatentMix(_identity()), TypeError, r"generator: expected a StyleGAN2-like W\+ generator",
            "latent-mix-on-identity"),

@@ -131,8 +131,9 @@ class StyleGAN2(LatentGenerator):
         """RMS over coordinates of the per-coordinate std of ``mapping(z)``, ``z ~ N(0, I)``.
 
         A latent eps given relative to it (``relative_eps=True``) means the same fraction of W's spread on
-        every generator. Measured once on 4096 draws with a fixed seed, kept in :meth:`config` (so every
-        saved file carries it), and measured again only after the mapping weights change (training).
+        every generator. Measured once on 4096 draws with a fixed seed (to 4 significant digits), kept in
+        :meth:`config` (so every saved file carries it), and measured again only after the mapping weights
+        change (training).
         """
         versions = tuple((p.data_ptr(), p._version) for p in self.mapping_network.parameters())
         cached = self._spread
@@ -142,7 +143,9 @@ class StyleGAN2(LatentGenerator):
             z = torch.randn(4096, self.z_dim, generator=torch.Generator().manual_seed(0))
             with torch.no_grad():
                 w = self.mapping(z.to(self.device, self.dtype)).double()
-            self.__dict__["_spread"] = cached = (float(w.std(0).pow(2).mean().sqrt()), versions)
+            # 4 significant digits: the same value (and config hash) whatever device measured it
+            spread = float(f"{float(w.std(0).pow(2).mean().sqrt()):.4g}")
+            self.__dict__["_spread"] = cached = (spread, versions)
         return cached[0]
 
     # -- latent space ------------------------------------------------------------------------------------
