@@ -245,9 +245,10 @@ def open_run(out: Path, resume: str | os.PathLike[str] | None, kind: str) -> dic
             raise ValueError(f"out: {os.fspath(own)!r} belongs to another run than the one resumed "
                              f"({os.fspath(resume)!r}); choose another out folder")
     out.mkdir(parents=True, exist_ok=True)
-    for name in (CHECKPOINT, GENERATOR, METRICS):
-        for path in remove_stale_temporaries(out / name):
-            print(f"removed {path.name}, left by a killed write")
+    samples = sorted({p.name.split(".")[1] for p in (out / "samples").glob(".*.tmp")})  # .NAME.png.XXXX.tmp
+    for path in [out / CHECKPOINT, out / GENERATOR, out / METRICS, *(out / "samples" / f"{n}.png" for n in samples)]:
+        for leftover in remove_stale_temporaries(path):
+            print(f"removed {leftover.name}, left by a killed write")
     return state
 
 
