@@ -137,6 +137,10 @@ def test_stylegan2_attack_reads_a_cache_built_with_an_encoder_and_needs_one(trai
     # the generator file has no encoder: without the cache the attack cannot run, and says what to do
     assert_usage_error(argv, capsys, "--latents:", "cannot encode images and no --latents was given",
                        "semaug encode")
+    view = create_dataset(f"folder:{trained / 'imgs'}", ".", "test", transform=encoding_transform())
+    LatentCache.build(view, IdentityGenerator((3, SIZE, SIZE)), trained / "lat_identity", progress=False)
+    assert_usage_error([*argv, "--latents", trained / "lat_identity"], capsys, "--latents:",
+                       "cache belongs to another generator")
     capsys.readouterr()
     assert cli_main([str(a) for a in [*argv, "--latents", cache]]) == 0
     assert "(cached latents)" in capsys.readouterr().out

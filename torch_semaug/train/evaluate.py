@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -113,6 +114,9 @@ def build_attack(name: str, generator_path: str, kwargs: dict[str, Any], state: 
                 f"encode images and {reason}; encode the evaluated split once with `semaug encode --generator "
                 f"{generator_path} --data DATASET --split SPLIT --out DIR` and pass --latents DIR"
             ) from None
+        if cache is not None:
+            print(f"attack {name}: the --latents cache belongs to another generator; encoding each batch instead",
+                  file=sys.stderr)
     rng = torch.Generator(device=device).manual_seed(seed)
     transform = build_transform(name, generator, defaults_for(name, cls) | kwargs, mean=state["mean"],
                                 std=state["std"], rng=rng, argument="attack_kwargs")
