@@ -9,11 +9,11 @@ import pytest
 import torch
 
 import torch_semaug as ts
+from tests.conftest import make_tiny_stylegan2
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-TINY_G = dict(z_dim=8, w_dim=8, mapping_layers=1, channel_base=64, channel_max=8)
 ONE_THREAD = ["--threads", "1"]  # tiny ops: on a busy 2-core machine two threads stall each other
 
 
@@ -27,7 +27,7 @@ def _restore_threads():
 @pytest.fixture(scope="module")
 def stylegan32(tmp_path_factory) -> str:
     path = tmp_path_factory.mktemp("g") / "g.safetensors"
-    ts.StyleGAN2(32, **TINY_G).save(path)
+    make_tiny_stylegan2(32).save(path)
     return str(path)
 
 
