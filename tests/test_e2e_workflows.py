@@ -91,4 +91,4 @@ def test_encode_train_eval(workspace, tmp_path, capsys, name, kind, encoder, tra
     if kind == "stylegan2":  # the generator alone cannot encode: the cache is what the attack ran on
         result = run_semaug(["eval", "--checkpoint", checkpoint, "--attack", f"{name}={generator}", "-j", "0",
                              "--output", tmp_path / "no_cache.md", "--no-progress"], capsys)
-        assert result.code != 0 and "cannot encode" in result.err
+        assert result.code == 2 and "cannot encode images" in result.err and "--latents" in result.err
