@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from tests.training_fixtures import TinyLinearGenerator
+from tests.latent_helpers import FlakyEncoder
 from torch_semaug.data import LatentCache
 
 N, BATCH, CHUNK_BATCHES = 20, 2, 2  # 5 chunks of 4 rows
@@ -21,20 +21,6 @@ def _data() -> TensorDataset:
     return TensorDataset(torch.rand(N, 3, 8, 8, generator=g), torch.randint(0, 3, (N,), generator=g))
 
 
-class _Flaky(torch.nn.Module):
-    """Encodes like TinyLinearGenerator.encode and counts its calls; raises on call ``fail_at`` (a kill)."""
-
-    def __init__(self, fail_at: int | None = None) -> None:
-        super().__init__()
-        self.inner, self.calls, self.fail_at = TinyLinearGenerator(), 0, fail_at
-
-    def forward(self, images):
-        self.calls += 1
-        if self.calls == self.fail_at:
-            raise KeyboardInterrupt
-        return self.inner.encode(images)
-
-
 def _build(path, encoder):
     return LatentCache.build(_data(), encoder, path, batch_size=BATCH, chunk_batches=CHUNK_BATCHES, progress=False)
 
@@ -42,13 +28,13 @@ def _build(path, encoder):
 def _interrupted(path, chunks_done: int) -> None:
     """An unfinished build with ``chunks_done`` chunks written (call 1 probes the latent shape)."""
     with pytest.raises(KeyboardInterrupt):
-        _build(path, _Flaky(fail_at=2 + CHUNK_BATCHES * chunks_done))
+        _build(path, FlakyEncoder(fail_at=2 + CHUNK_BATCHES * chunks_done))
     assert json.loads((path / "progress.0.json").read_text())["done"] == list(range(chunks_done))
 
 
 @pytest.fixture
 def clean(tmp_path):
-    return _build(tmp_path / "clean", _Flaky()).array
+    return _build(tmp_path / "clean", FlakyEncoder()).array
 
 
 def test_truncated_partial_file_is_rebuilt_from_the_last_good_chunk(tmp_path, clean, capsys):
@@ -57,7 +43,7 @@ def test_truncated_partial_file_is_rebuilt_from_the_last_good_chunk(tmp_path, cl
     partial = path / "latents.npy.partial"
     header = os.path.getsize(partial) - N * 6 * 4
     os.truncate(partial, header + 6 * 4 * 9)  # rows 0-8 survive: chunks 0 and 1 whole, chunk 2 cut
-    resumed = _Flaky()
+    resumed = FlakyEncoder()
     cache = _build(path, resumed)
     assert resumed.calls == 1 + CHUNK_BATCHES * 3  # shape probe + chunks 2, 3, 4: chunk 2 is encoded again
     assert "truncated (9 of 20 rows on disk); encoding chunks [2] again" in capsys.readouterr().out
@@ -68,7 +54,7 @@ def test_corrupted_progress_record_does_not_block_a_rerun(tmp_path, clean, capsy
     path = tmp_path / "c"
     _interrupted(path, chunks_done=2)
     (path / "progress.0.json").write_text('{"done": [0, 1')  # a half-written record
-    cache = _build(path, _Flaky())
+    cache = _build(path, FlakyEncoder())
     assert "ignoring the damaged progress record" in capsys.readouterr().out
     assert np.array_equal(cache.array, clean)
 
@@ -78,7 +64,7 @@ def test_progress_record_naming_chunks_that_do_not_exist_is_ignored(tmp_path, cl
     _interrupted(path, chunks_done=1)
     record = json.loads((path / "progress.0.json").read_text())
     (path / "progress.0.json").write_text(json.dumps(record | {"done": [0, 7]}))
-    rerun = _Flaky()
+    rerun = FlakyEncoder()
     cache = _build(path, rerun)
     assert rerun.calls == 1 + CHUNK_BATCHES * 5 and np.array_equal(cache.array, clean)
 
@@ -88,7 +74,7 @@ def test_partial_file_of_another_shape_starts_again(tmp_path, clean, capsys):
     _interrupted(path, chunks_done=2)
     np.save(path / "latents.npy.partial", np.zeros((N, 5), dtype=np.float32), allow_pickle=False)
     os.replace(path / "latents.npy.partial.npy", path / "latents.npy.partial")
-    cache = _build(path, _Flaky())
+    cache = _build(path, FlakyEncoder())
     assert "does not hold a (20, 6) float32 array; starting again" in capsys.readouterr().out
     assert np.array_equal(cache.array, clean)
 
@@ -97,14 +83,14 @@ def test_kill_between_the_final_rename_and_meta_json_resumes(tmp_path, clean):
     path = tmp_path / "c"
     _interrupted(path, chunks_done=4)
     os.replace(path / "latents.npy.partial", path / "latents.npy")  # the final name, but no meta.json yet
-    rerun = _Flaky()
+    rerun = FlakyEncoder()
     cache = _build(path, rerun)
     assert rerun.calls == 1 + CHUNK_BATCHES and np.array_equal(cache.array, clean)  # only chunk 4 encoded
 
 
 def _finished(tmp_path):
     path = tmp_path / "c"
-    _build(path, _Flaky())
+    _build(path, FlakyEncoder())
     return path
 
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from tests.latent_helpers import FlakyEncoder
 from tests.training_fixtures import TinyLinearGenerator, make_image_folder, registered
 from torch_semaug import IdentityGenerator
 from torch_semaug.cli import main as cli_main
@@ -33,31 +34,17 @@ def test_build_stores_every_latent_and_opens(tmp_path):
     assert not list((tmp_path / "c").glob("progress*"))
 
 
-class _FlakyEncoder(torch.nn.Module):
-    """Encodes like TinyLinearGenerator.encode; raises on call number ``fail_at`` (a killed build)."""
-
-    def __init__(self, fail_at: int | None) -> None:
-        super().__init__()
-        self.inner, self.calls, self.fail_at = TinyLinearGenerator(), 0, fail_at
-
-    def forward(self, images):
-        self.calls += 1
-        if self.calls == self.fail_at:
-            raise KeyboardInterrupt
-        return self.inner.encode(images)
-
-
 def test_interrupted_build_resumes_without_redoing_chunks(tmp_path):
     data = _data(n=20)
     path = tmp_path / "c"
     with pytest.raises(KeyboardInterrupt):  # call 1 probes the shape; chunks are 2 batches of 2
-        LatentCache.build(data, _FlakyEncoder(fail_at=5), path, batch_size=2, chunk_batches=2, progress=False)
+        LatentCache.build(data, FlakyEncoder(fail_at=5), path, batch_size=2, chunk_batches=2, progress=False)
     progress = json.loads((path / "progress.0.json").read_text())
     assert progress["done"] == [0]
     assert not (path / META_FILE).exists()
     with pytest.raises(FileNotFoundError, match="resume"):
         LatentCache.open(path)
-    resumed = _FlakyEncoder(fail_at=None)
+    resumed = FlakyEncoder(fail_at=None)
     cache = LatentCache.build(data, resumed, path, batch_size=2, chunk_batches=2, progress=False)
     assert resumed.calls == 1 + 8  # shape probe + the 8 batches of chunks 1..4 only
     with torch.no_grad():
