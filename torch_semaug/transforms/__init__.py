@@ -1,6 +1,7 @@
 """The nn.Module transforms users see; each registers itself under a name for :func:`create`."""
 
 from torch_semaug.transforms.adversarial_latent_attack import AdversarialLatentAttack
+from torch_semaug.transforms.attack import AttackProblem
 from torch_semaug.transforms.base import MoveContext, SemanticTransform
 from torch_semaug.transforms.direction_edit import DirectionEdit
 from torch_semaug.transforms.flow_perturb import FlowPerturb
@@ -9,6 +10,7 @@ from torch_semaug.transforms.registry import create, get_transform_class, list_t
 
 __all__ = [
     "AdversarialLatentAttack",
+    "AttackProblem",
     "DirectionEdit",
     "FlowPerturb",
     "LatentMix",
