@@ -3,7 +3,7 @@
 # transform randomness (seed + rank); the generator stays frozen on every rank and is never DDP-wrapped;
 # validation metrics are gathered with gather_for_metrics. -b is the batch size per process.
 set -euo pipefail
-DATA=${SEMAUG_DATA:-/work/shared/data}
+DATA=${SEMAUG_DATA:-data}
 GLOW=${GLOW:-checkpoints/glow-cifar10.safetensors}
 
 # 4 GPUs, bf16 autocast (the generator is loaded on every rank, frozen, outside accelerator.prepare):
@@ -14,12 +14,13 @@ if command -v nvidia-smi > /dev/null && [ -f "$GLOW" ]; then
         --semaug-eps 1.0 --semaug-step-size 0.5 --semaug-steps 3 --semaug-kwargs norm=l2
 fi
 
-# Several CPU processes: `accelerate launch --cpu` starts a single process unless MPI is set up, so use
-# torchrun (gloo); the script's Accelerator picks the ranks up from its environment. Pixel PGD with the
-# identity generator on 2 % of CIFAR-10, runnable anywhere:
+# Several CPU processes: on a machine without GPUs the same `accelerate launch --multi_gpu` starts CPU
+# processes (gloo); without --multi_gpu (or with --cpu) accelerate starts one. `torchrun --standalone
+# --nproc_per_node 2 -m torch_semaug.train ...` does the same. Pixel PGD with the identity generator on 2 %
+# of CIFAR-10, runnable anywhere:
 python -c "from torch_semaug.generators import IdentityGenerator, save_generator; \
 save_generator(IdentityGenerator((3, 32, 32)), 'identity32.safetensors')"
-OMP_NUM_THREADS=1 torchrun --standalone --nproc_per_node 2 -m torch_semaug.train --device cpu \
+OMP_NUM_THREADS=1 accelerate launch --multi_gpu --num_processes 2 -m torch_semaug.train --device cpu \
     --dataset torch/cifar10 --data-root "$DATA" --train-subset 0.02 --model resnet18 -b 32 --epochs 1 -j 1 \
     --output runs --experiment multi-cpu-demo \
     --semaug adversarial_latent_attack --semaug-generator identity32.safetensors \

@@ -3,7 +3,7 @@
 # The transform runs after the DataLoader, on the device, where timm applies mixup_fn.
 # Run from anywhere with torch_semaug installed; data are read from $SEMAUG_DATA (nothing is downloaded).
 set -euo pipefail
-DATA=${SEMAUG_DATA:-/work/shared/data}
+DATA=${SEMAUG_DATA:-data}
 GLOW=${GLOW:-checkpoints/glow-cifar10.safetensors}   # a Glow trained with `semaug train-generator glow`
 
 # Baseline without generative model: pixel-space PGD adversarial training (identity generator).

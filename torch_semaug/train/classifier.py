@@ -353,7 +353,8 @@ def train_classifier(config: TrainConfig | None = None, /, **options: Any) -> di
 
     Returns the run's summary (also written to ``summary.json``). Raises ``ValueError`` naming the option
     for a bad value, before the first step. A ``KeyboardInterrupt`` is re-raised after printing how to
-    resume; ``last.pth`` then holds the last completed epoch.
+    resume; ``last.pth`` then holds the last completed epoch. To continue a run with the options it was
+    started with: ``train_classifier(resume_config("runs/x/last.pth", epochs=60))``.
     """
     config = resolve_data((config or TrainConfig()).replace(**options))
     state = load_checkpoint(config.resume) if config.resume else None
