@@ -220,7 +220,9 @@ def read_checkpoint(resume: str | os.PathLike[str], kind: str) -> dict[str, Any]
     except Exception as error:  # a truncated or foreign file: say which, whatever torch's reason
         raise ValueError(f"resume: cannot read {os.fspath(path)!r} as a checkpoint ({error})") from None
     if not isinstance(state, dict) or "arguments" not in state or "rng" not in state:
-        raise ValueError(f"resume: {os.fspath(path)!r} is not a checkpoint of `semaug train-generator`")
+        raise ValueError(f"resume: {os.fspath(path)!r} is not a resumable checkpoint of `semaug train-generator` "
+                         "(older ones lack the run's arguments and RNG state; a StyleGAN2 one can start a new run "
+                         "with --init-from)")
     if state.get("kind") != kind:
         raise ValueError(f"resume: {os.fspath(path)!r} is a {state.get('kind')} checkpoint, not {kind}")
     return state
