@@ -7,7 +7,8 @@ import torch
 
 from tests.cli_helpers import assert_usage_error
 from torch_semaug.cli import main
-from torch_semaug.data.shapes import SHAPE_COLORS, SHAPES, ColorShapes, parse_demo_shapes
+from torch_semaug.data.datasets import create_dataset
+from torch_semaug.data.shapes import SHAPE_COLORS, SHAPES, ColorShapes
 from torch_semaug.demo.pipeline import ASSET
 
 
@@ -36,10 +37,10 @@ def test_bad_arguments_name_the_argument(kwargs, name):
 
 
 def test_demo_shapes_spec():
-    assert len(parse_demo_shapes("demo-shapes:train:30")) == 30
-    assert parse_demo_shapes("demo-shapes:test:10").coloring == "uniform"
+    assert len(create_dataset("demo-shapes@30", split="train")) == 30
+    assert create_dataset("demo-shapes", split="test").base.coloring == "uniform"
     with pytest.raises(ValueError, match="demo-shapes"):
-        parse_demo_shapes("demo-shapes:valid")
+        create_dataset("demo-shapes:valid")
 
 
 def test_train_generator_reads_demo_shapes():
@@ -78,7 +79,7 @@ def test_demo_missing_generator_is_a_clear_error(tmp_path, capsys):
 
 
 def test_generator_training_variant_has_the_same_shapes_in_uniform_colours():
-    biased, uniform = parse_demo_shapes("demo-shapes:train:50"), parse_demo_shapes("demo-shapes:train-uniform:50")
+    biased, uniform = (create_dataset(name, split="train").base for name in ("demo-shapes", "demo-shapes:uniform"))
     assert torch.equal(biased.masks, uniform.masks) and uniform.coloring == "uniform"
     assert not torch.allclose(biased.colors, uniform.colors)
 

@@ -7,7 +7,8 @@ import torch
 
 from tests.cli_helpers import assert_usage_error
 from torch_semaug.cli import main
-from torch_semaug.data.color_mnist import CLASS_COLORS, ColorMNIST, parse_color_mnist
+from torch_semaug.data.color_mnist import CLASS_COLORS, ColorMNIST
+from torch_semaug.data.datasets import create_dataset
 from torch_semaug.generators import load_generator
 from torch_semaug.generators.stylegan2 import StyleGAN2
 
@@ -86,9 +87,9 @@ def test_color_mnist_protocol():
     assert uniform.colors.std(0).min() > 0.15  # spread over the colour cube, not per class
     again = ColorMNIST.synthetic(40, coloring="uniform")
     assert torch.equal(again[5][0], uniform[5][0])
-    assert len(parse_color_mnist("colormnist:tiny:10")) == 10
-    with pytest.raises(ValueError, match="colormnist variant"):
-        parse_color_mnist("colormnist:nope")
+    assert len(create_dataset("colormnist:tiny@10")) == 10
+    with pytest.raises(ValueError, match="colormnist"):
+        create_dataset("colormnist:nope")
     with pytest.raises(FileNotFoundError, match="MNIST"):
         ColorMNIST.from_mnist("/nonexistent")
 

@@ -113,29 +113,3 @@ class ColorMNIST(Dataset):
 
     def __repr__(self) -> str:
         return f"ColorMNIST(n={len(self)}, coloring={self.coloring!r}, sigma={self.sigma}, size={self.size})"
-
-
-def parse_color_mnist(spec: str, root: str | None = None) -> ColorMNIST:
-    """Build the dataset a ``--data colormnist:VARIANT`` string names.
-
-    Variants: ``train`` (biased training set), ``train-uniform`` (training digits, random colours),
-    ``test`` (unbiased test set), ``tiny`` / ``tiny-uniform`` (synthetic, 64 images). An optional
-    ``:N`` suffix keeps the first N images, e.g. ``colormnist:train-uniform:10000``.
-    """
-    parts = spec.split(":")
-    if parts[0] != "colormnist" or len(parts) not in (2, 3):
-        raise ValueError(f"data: expected 'colormnist:VARIANT[:N]', got {spec!r}")
-    variant = parts[1] or "train"
-    variants = ("train", "train-uniform", "test", "tiny", "tiny-uniform")
-    check_choice(variant, variants, "data (colormnist variant)")
-    coloring = "uniform" if variant.endswith("uniform") else None
-    if variant.startswith("tiny"):
-        dataset = ColorMNIST.synthetic(64, coloring=coloring or "biased")
-    else:
-        dataset = ColorMNIST.from_mnist(root, train=variant != "test", coloring=coloring)
-    if len(parts) == 3:
-        keep = int(parts[2])
-        dataset.digits, dataset.labels, dataset.colors = (
-            dataset.digits[:keep], dataset.labels[:keep], dataset.colors[:keep]
-        )
-    return dataset

@@ -104,18 +104,3 @@ class ColorShapes(Dataset):
 
     def __repr__(self) -> str:
         return f"ColorShapes(n={len(self)}, coloring={self.coloring!r}, sigma={self.sigma}, size={self.size})"
-
-
-def parse_demo_shapes(spec: str) -> ColorShapes:
-    """The dataset a ``--data demo-shapes:VARIANT[:N]`` string names (16 px images).
-
-    Variants: ``train`` (biased colours, seed 0: the demo's classifier training set), ``train-uniform``
-    (the same shapes in uniformly random colours: the demo generator's unlabelled training images) and
-    ``test`` (uniform colours, seed 1). ``:N`` sets the number of images (default 2000, test 1000).
-    """
-    parts = spec.split(":")
-    variants = ("train", "train-uniform", "test")
-    if parts[0] != "demo-shapes" or len(parts) not in (2, 3) or parts[1] not in variants:
-        raise ValueError(f"data: expected 'demo-shapes:VARIANT[:N]' with VARIANT in {list(variants)}, got {spec!r}")
-    n = int(parts[2]) if len(parts) == 3 else (1000 if parts[1] == "test" else 2000)
-    return ColorShapes(n, coloring="biased" if parts[1] == "train" else "uniform", seed=1 if parts[1] == "test" else 0)
