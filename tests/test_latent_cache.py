@@ -170,3 +170,18 @@ def test_random_mode_runs_per_sample_in_compose_and_workers():
     attack = AdversarialLatentAttack(IdentityGenerator((3, 8, 8)), eps=0.1, step_size=0.1, steps=1)
     with pytest.raises(ValueError, match="after the DataLoader"):
         v2.Compose([attack])(images[0])
+
+
+def test_encode_limit_is_a_first_look_at_the_first_images(tmp_path, capsys):
+    save_generator(IdentityGenerator((3, 16, 16)), tmp_path / "id.safetensors")
+    argv = ["encode", "--generator", str(tmp_path / "id.safetensors"), "--data", "demo-shapes", "--limit", "5",
+            "--out", str(tmp_path / "first"), "-j", "0", "--device", "cpu"]
+    assert cli_main(argv) == 0
+    assert "encoding 5 images of demo-shapes" in capsys.readouterr().out
+    cache = LatentCache.open(tmp_path / "first")
+    from torch_semaug.data.datasets import create_dataset
+
+    shapes = create_dataset("demo-shapes", split="train")
+    assert cache.shape == (5, 3, 16, 16) and torch.equal(cache[4], shapes[4][0])
+    with pytest.raises(ValueError, match="holds 5 latents, but the dataset has 2000"):
+        cache.check_dataset(shapes)  # a first look, not a cache to train on
