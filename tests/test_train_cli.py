@@ -190,7 +190,7 @@ def test_help_shows_every_default_and_timm_differences(capsys, monkeypatch, entr
                  "--model-ema", "--aa", "--reprob", "--channels-last", "--torchcompile", "--grad-accum-steps",
                  "--train-split", "--val-split", "--data-dir", "--log-with"):
         assert flag in out
-    assert "epochs to train (default: 30; timm's: 300" in out and "batch size per process (default: 128)" in out
+    assert "epochs to train (default: 30; timm's: 300)" in out and "batch size per process (default: 128)" in out
     assert "UTC time-dataset-model[-semaug]" in out and "(default: 0.9998)" in out
 
 

@@ -29,24 +29,25 @@ from torch_semaug.train.args import DEVICE_TYPES, TIMM_DEFAULTS, TRACKERS, Train
 
 DEFAULTS = {f.name: (f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default)
             for f in dataclasses.fields(TrainConfig)}
+DESCRIPTION = ("Train a timm classifier with a semantic transform (the flags of `semaug train`). Defaults that differ "
+               "from timm's train.py show timm's too: ours suit CIFAR-scale runs on one GPU or a CPU.")
 FOLDER_PATTERN = "UTC time-dataset-model[-semaug], e.g. 20260102-150405-torch-cifar10-resnet18-latent_mix"
 
 
 def add(group: argparse._ArgumentGroup, *names: str, help: str, dest: str | None = None, **kwargs: Any) -> None:
     """A flag of ``TrainConfig`` field ``dest`` whose help shows our default and timm's where they differ."""
     dest = dest or max(names, key=len).lstrip("-").replace("-", "_")
-    default = DEFAULTS[dest]
-    shown = help if "default:" in help else f"{help} (default: {default}"
+    shown = help[:-1] if help.endswith(")") and "(default:" in help else f"{help} (default: {DEFAULTS[dest]}"
     if dest in TIMM_DEFAULTS:
-        shown += f"; timm's: {TIMM_DEFAULTS[dest]}, ours suits small runs"
-    shown += ")" if "default:" not in help else ""
+        shown += f"; timm's: {TIMM_DEFAULTS[dest]}"
+    shown += ")"
     group.add_argument(*names, dest=dest, default=argparse.SUPPRESS, help=shown.replace("%", "%%"), **kwargs)
 
 
 def add_data_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("data")
     add(group, "--dataset", metavar="NAME", help="torch/cifar10, torch/mnist, colormnist or folder:PATH (default: an "
-        f"ImageFolder at --data-dir when it is given, else torch/cifar10; timm's: {TIMM_DEFAULTS['dataset']})")
+        "ImageFolder at --data-dir when it is given, else torch/cifar10)")
     add(group, "--data-dir", "--data-root", dest="data_root", metavar="DIR",
         help="dataset root, timm's meaning: with no --dataset an ImageFolder with train/ and val/ or test/ "
              "(default: $SEMAUG_DATA, else ./data)")
@@ -104,7 +105,7 @@ def add_semaug_args(parser: argparse.ArgumentParser) -> None:
     add(group, "--semaug-latents", metavar="DIR", help="latent cache of the training split (default: none)")
     for flag, kind, text in (("p", probability, "probability per example"), ("eps", non_negative_float, "budget"),
                              ("steps", positive_int, "attack steps"), ("step-size", positive_float, "step size"),
-                             ("mode", str, "e.g. random or adversarial"), ("restarts", positive_int, "restarts")):
+                             ("mode", str, "mode, e.g. random or adversarial"), ("restarts", positive_int, "restarts")):
         add(group, f"--semaug-{flag}", type=kind, help=f"the transform's {text} (default: the transform's)")
     add(group, "--semaug-kwargs", nargs="*", metavar="KEY=VALUE",
         help="further constructor arguments, values parsed as YAML, e.g. norm=l2 early_stop=true (default: none)")
@@ -121,8 +122,8 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
         "here override them (default: a new run)")
     add(group, "--device", choices=DEVICE_TYPES, help="device (default: what accelerate picks: the GPU if any)")
     add(group, "--log-interval", type=positive_int, help="batches between log lines (when stdout is not a terminal)")
-    add(group, "--no-progress", dest="progress", action="store_false", help="no tqdm bar on a terminal (log lines "
-        "instead)")
+    add(group, "--no-progress", dest="progress", action="store_false", help="no tqdm bar on a terminal, log lines "
+        "instead (default: a bar on a terminal, log lines otherwise)")
     add(group, "--log-with", choices=TRACKERS, help="accelerate tracker, e.g. tensorboard (pip install "
         "'torch-semaug[log]'; logs in the run folder; default: none)")
 
@@ -135,6 +136,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_model_args(parser)
     add_semaug_args(parser)
     add_run_args(parser)
+    parser.description = DESCRIPTION
     parser.set_defaults(_flags=parser)
 
 
@@ -194,7 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``python -m torch_semaug.train``: the same flags, errors and exit codes as ``semaug train``."""
     from torch_semaug.cli import USAGE_ERROR, SemaugParser, flag_names, user_message
 
-    parser = SemaugParser(prog="python -m torch_semaug.train", description=__doc__.splitlines()[0])
+    parser = SemaugParser(prog="python -m torch_semaug.train", description=DESCRIPTION)
     configure(parser)
     args = parser.parse_args(argv)
     try:
