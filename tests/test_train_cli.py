@@ -164,6 +164,9 @@ def test_train_classifier_is_a_python_function(setup, capsys):
     best = load_checkpoint(setup / "runs" / "py" / "model_best.pth")
     assert set(best["model"]) == set(load_checkpoint(setup / "runs" / "py" / "last.pth")["model"])  # no _orig_mod.
     assert "Train: 0 [   0/3" in capsys.readouterr().out  # timm-style lines when stdout is not a terminal
+    again = train_classifier(dataset=f"folder:{setup / 'imgs'}", model="test_efficientnet", epochs=1, batch_size=4,
+                             workers=0, output=str(setup / "runs"), experiment="py-amp", progress=False, amp=True)
+    assert again["final"]["train_examples"] == 12  # a second run in the process may change the mixed precision
     with pytest.raises(ValueError, match=r"^batch_size: expected an integer >= 1, got 0$"):
         train_classifier(dataset=f"folder:{setup / 'imgs'}", batch_size=0)
     with pytest.raises(TypeError, match="bogus"):

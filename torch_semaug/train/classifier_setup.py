@@ -17,6 +17,7 @@ def make_accelerator(config: TrainConfig) -> Any:
     """An ``Accelerator`` on the requested device; with no GPU it runs on CPU processes (gloo), which is what
     makes ``accelerate launch --multi_gpu --num_processes 2`` start two CPU processes."""
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
     from accelerate.utils import ProjectConfiguration
 
     device = config.device
@@ -28,6 +29,9 @@ def make_accelerator(config: TrainConfig) -> Any:
     mixed = ("fp16" if config.amp_dtype == "float16" else "bf16") if config.amp else "no"
     # Trackers log in the run folder, known only once the accelerator runs; the parent folder stands in until then.
     project = ProjectConfiguration(project_dir=config.output, logging_dir=config.output)
+    # A second run in the same process (a notebook, a test) may use another mixed precision; the process
+    # group of a distributed launch (PartialState) is kept.
+    AcceleratorState._reset_state(reset_partial_state=False)
     try:
         accelerator = Accelerator(cpu=device == "cpu" or (device is None and no_accelerator), mixed_precision=mixed,
                                   gradient_accumulation_steps=config.grad_accum_steps, log_with=config.log_with,
