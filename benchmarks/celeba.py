@@ -19,27 +19,20 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
-from pathlib import Path
 
 import torch
-from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import torch_semaug as ts  # noqa: E402
-from benchmarks._bench import (  # noqa: E402
+import torch_semaug as ts
+from benchmarks._bench import (
     SCALES,
-    accuracy,
     add_run_arguments,
-    invert,
     parse_run_args,
     stack,
     table,
-    train,
     write_results,
 )
+from torch_semaug.train.quick import accuracy, invert, small_cnn, train
 
 METHODS = ("nominal", "mixup:0.2", "cutout", "cutmix", "pixel_at", "randmix", "advmix")
 ATTRIBUTES = ("Smiling", "Mouth_Slightly_Open", "High_Cheekbones", "Wearing_Lipstick")
@@ -67,13 +60,6 @@ def celeba(root: str, split: str, resolution: int, check_md5: bool):
     transform = v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.CenterCrop(178),
                             v2.Resize(resolution, antialias=True)])
     return _CelebA(root, split=split, target_type="attr", transform=transform, download=False)
-
-
-def small_cnn() -> nn.Module:
-    return nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                         nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                         nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(4),
-                         nn.Flatten(), nn.Linear(64 * 16, 2))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -106,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
         y, test_y = train_attr[:, column], test_attr[:, column]
         for method in args.methods.split(","):
             print(f"{attribute}: {method}", flush=True)
-            model = train(small_cnn(), method, train_x, y, steps=s["steps"], batch=s["batch"], seed=args.seed,
+            model = train(small_cnn(2), method, train_x, y, steps=s["steps"], batch=s["batch"], seed=args.seed,
                           num_classes=2, latents=train_w, generator=generator, at_eps=8 / 255,
                           at_steps=s["at_steps"], adv_steps=s["adv_steps"], adv_restarts=s["adv_restarts"],
                           desc=f"{attribute} {method}")

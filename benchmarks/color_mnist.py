@@ -19,28 +19,23 @@ the full sets and the paper's AdvMix budget. Example::
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import torch_semaug as ts  # noqa: E402
-from benchmarks._bench import (  # noqa: E402
+import torch_semaug as ts
+from benchmarks._bench import (
     SCALES,
-    accuracy,
     add_run_arguments,
-    invert,
     parse_run_args,
     stack,
     table,
-    train,
     write_results,
 )
-from torch_semaug.data.color_mnist import ColorMNIST  # noqa: E402
+from torch_semaug.data.color_mnist import ColorMNIST
+from torch_semaug.train.quick import accuracy, invert, small_cnn, train
 
 PARTS = ("fig7", "table1", "table2")
 FIG7_METHODS = ("nominal", "mixup:0.2", "pixel_at", "randmix", "advmix")
@@ -56,10 +51,8 @@ SETTINGS = {  # scale -> sizes (cpu: MNIST subsets and a reduced AdvMix budget; 
 }
 
 
-def small_cnn() -> nn.Module:
-    return nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                         nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                         nn.Flatten(), nn.LazyLinear(10))
+def cnn10() -> nn.Module:
+    return small_cnn(10)
 
 
 def linear() -> nn.Module:
@@ -108,7 +101,7 @@ def figure7(args, s) -> tuple[str, dict[float, dict[str, float]]]:
     for sigma in s["sigmas"]:
         print(f"Figure 7, sigma {sigma}", flush=True)
         images, labels = stack(color_mnist(args, s["train"], True, "biased", sigma))
-        curves[sigma] = run_methods(args, s, methods, small_cnn, images, labels, test, generator)
+        curves[sigma] = run_methods(args, s, methods, cnn10, images, labels, test, generator)
     rows = [[m] + [curves[sig][m] for sig in s["sigmas"]] for m in methods]
     return table(["method"] + [f"sigma {sig}" for sig in s["sigmas"]], rows), curves
 
@@ -140,7 +133,7 @@ def table1(args, s) -> str:
     rows = []
     for name, path in (spec.split("=", 1) for spec in args.table1):
         print(f"Table 1, generator {name}", flush=True)
-        acc = run_methods(args, s, ("randmix", "advmix"), small_cnn, images, labels, test, ts.StyleGAN2.load(path))
+        acc = run_methods(args, s, ("randmix", "advmix"), cnn10, images, labels, test, ts.StyleGAN2.load(path))
         rows.append([name, acc["randmix"], acc["advmix"]])
     return table(["StyleGAN2 trained on", "RandMix (%)", "AdvMix (%)"], rows)
 

@@ -22,13 +22,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import torch_semaug as ts  # noqa: E402
-from torch_semaug._io import write_text_atomic  # noqa: E402
-from torch_semaug.data.color_mnist import ColorMNIST  # noqa: E402
-from torch_semaug.generators.encoders import LearnedEncoder, OptimizationEncoder, psnr  # noqa: E402
-from torch_semaug.viz import save_grid  # noqa: E402
+import torch_semaug as ts
+from torch_semaug._io import write_text_atomic
+from torch_semaug.data.color_mnist import ColorMNIST
+from torch_semaug.generators.encoders import LearnedEncoder, OptimizationEncoder, psnr
+from torch_semaug.viz import save_grid
 
 
 def small_cnn() -> nn.Module:

@@ -13,7 +13,6 @@ differences rescaled per image to fill [0, 1].
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -22,11 +21,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import torch_semaug as ts  # noqa: E402
-from torch_semaug._io import write_atomic  # noqa: E402
-from torch_semaug.train.generator_run import load_images  # noqa: E402
+import torch_semaug as ts
+from torch_semaug._io import write_atomic
+from torch_semaug.train.generator_run import load_images
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 

@@ -30,10 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import torch_semaug as ts  # noqa: E402
-from torch_semaug._io import write_text_atomic  # noqa: E402
+import torch_semaug as ts
+from torch_semaug._io import write_text_atomic
 
 
 @dataclass

@@ -19,10 +19,8 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import torch_semaug as ts  # noqa: E402
-from torch_semaug._io import write_text_atomic  # noqa: E402
+import torch_semaug as ts
+from torch_semaug._io import write_text_atomic
 
 
 def load(path: str | None, device: str) -> torch.nn.Module:

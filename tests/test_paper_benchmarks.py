@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -61,10 +62,69 @@ def test_cifar_lowdata_smoke(tmp_path):
 
     flow = tmp_path / "glow.safetensors"
     ts.Glow((3, 32, 32), levels=2, steps=1, width=8).save(flow)
-    cifar_lowdata.main(["--scale", "smoke", "--flow", str(flow), "--methods", "standard,flips_crops,cutout,rla,ala",
-                        "--out", str(tmp_path), *ONE_THREAD])
+    argv = ["--scale", "smoke", "--flow", str(flow), "--out", str(tmp_path), "--seeds", "0,1", *ONE_THREAD]
+    cifar_lowdata.main([*argv, "--methods", "standard,flips_crops,rla,ala"])
     text = (tmp_path / "cifar_lowdata_smoke.md").read_text()
-    assert "| 5% | ala |" in text and "80.4" in text and "| R-LA | A-LA |" in text
+    assert "| ala | 1.00 |" in text and "(n=2)" in text and "80.4" in text and "| R-LA | A-LA |" in text
+    assert "| rla |" in text and "| 4.18 | 0.41 |" in text  # Table 5: our sizes beside the paper's
+    assert "| ala > rla |" in text and "| flips_crops > standard |" in text  # the orderings, with a verdict
+    records = json.loads((tmp_path / "cifar_lowdata_smoke.json").read_text())
+    assert sorted((r["method"], r["seed"]) for r in records) == sorted(
+        (m, s) for m in ("standard", "flips_crops", "rla", "ala") for s in (0, 1))
+    # --resume keeps what is done and adds only the new rows
+    cifar_lowdata.main([*argv, "--methods", "standard,ala+pred", "--resume"])
+    records = json.loads((tmp_path / "cifar_lowdata_smoke.json").read_text())
+    assert len(records) == 10 and {r["method"] for r in records[8:]} == {"ala+pred"}
+
+
+def _counting(monkeypatch) -> list[int]:
+    """Count the flips/crops transforms built and applied (the double-wrapping bug built two per row)."""
+    from torch_semaug.train import quick
+
+    calls = [0]
+    original = quick.flips_crops
+
+    def counted(size: int, padding: int = 4):
+        flips = original(size, padding)
+
+        def apply(x, y, z):
+            calls[0] += 1
+            return flips(x, y, z)
+        return apply
+
+    monkeypatch.setattr(quick, "flips_crops", counted)
+    return calls
+
+
+@pytest.mark.parametrize("name", ["standard", "flips_crops", "cutout", "mixup:1.0", "pixel_at", "rla", "ala",
+                                  "ala+bn", "ala+pred"])
+def test_cifar_flips_crops_applied_once(name, monkeypatch):
+    from benchmarks import cifar_lowdata
+
+    calls = _counting(monkeypatch)
+    flow = ts.Glow((3, 32, 32), levels=2, steps=1, width=8)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10))
+    method = cifar_lowdata.build_method(name, model, seed=0, flow=flow, p=1.0)
+    x, y = method(torch.rand(4, 3, 32, 32), torch.arange(4), None)
+    assert x.shape == (4, 3, 32, 32)
+    assert calls[0] == (0 if name == "standard" else 1)
+
+
+@pytest.mark.parametrize("name", ["flips_crops", "cutout", "pixel_at"])
+def test_cifar_shift_at_most_the_crop_padding(name):
+    """A marked pixel moves vertically by at most 4 px (RandomCrop(pad=4); flips are horizontal)."""
+    from benchmarks import cifar_lowdata
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10))
+    method = cifar_lowdata.build_method(name, model, seed=0, flow=None, p=1.0)
+    marked = torch.zeros(256, 3, 32, 32)
+    marked[:, :, 16, 16] = 1.0
+    out, _ = method(marked, torch.zeros(256, dtype=torch.long), None)
+    rows = out.amax(dim=(1, 3)).argmax(dim=1)  # the row holding the mark
+    seen = out.amax(dim=(1, 2, 3)) > 0.5       # cutout may erase it
+    shifts = (rows[seen] - 16).abs()
+    assert shifts.max().item() == 4  # the crop happens, and only once
 
 
 def _fake_celeba(root: Path, n: int = 12) -> None:

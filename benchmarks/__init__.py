@@ -1,0 +1,1 @@
+"""The paper benchmarks, run as modules: ``python -m benchmarks.cifar_lowdata --scale cpu ...``."""
