@@ -118,7 +118,7 @@ def run_one(name: str, seed: int, fraction: float, data, flow, args, s) -> dict:
     steps = math.ceil(s["epochs"] * len(x) / s["batch"])
     quick.train(model, method, x, y, steps=steps, batch=s["batch"], seed=seed, optimizer="sgd", lr=s["lr"],
                 weight_decay=5e-4, milestones=MILESTONES, desc=f"{name} seed {seed}")
-    record = dict(fraction=fraction, method=name, seed=seed, p=args.p, steps=steps,
+    record = dict(fraction=fraction, method=name, seed=seed, p=args.p, images=len(x), steps=steps,
                   train=quick.accuracy(model, x, y), clean=quick.accuracy(model, test_x, test_y), attacks={})
     if flow is not None:
         n = s["attack_test"]
@@ -164,9 +164,10 @@ def report(records: list[dict], args, s, start: float, path: Path) -> None:
                   for m, rs in attacked.items()]
             sections += [f"## Table 6: accuracy (%) under latent attacks (first {s['attack_test']} test images)", "",
                          table(["method", "clean (all test images)", "R-LA", "A-LA"], t6), ""]
-    per_seed = [[f"{r['fraction']:.0%}", r["method"], r["seed"], r["clean"], r["train"], f"{r['seconds']:.0f}"]
-                for r in records]
-    sections += ["## Per seed", "", table(["data", "method", "seed", "test", "train", "seconds"], per_seed), ""]
+    per_seed = [[f"{r['fraction']:.0%}", r["images"], r["steps"], r["method"], r["seed"], r["clean"], r["train"],
+                 f"{r['seconds']:.0f}"] for r in records]
+    sections += ["## Per seed", "", table(["data", "training images", "steps", "method", "seed", "test", "train",
+                                           "seconds"], per_seed), ""]
     write_results(path, "CIFAR-10 low data (flow paper)", start, sections, [
         "Data: torchvision's CIFAR-10 if present, else the JPEG copy (not pixel-identical).",
         "Paper: Yüksel et al. 2021, Table 1 (ResNet-18, 200 epochs), Table 5 (perturbation sizes)."])
@@ -193,10 +194,10 @@ def main(argv: list[str] | None = None) -> None:
         else []
     done = {(r["fraction"], r["method"], r["seed"]) for r in records}
     test = load_split(args, "test", s["test"])
-    largest = max(s["fractions"])  # only the prefix the largest fraction uses is read
-    train_x, train_y = load_split(args, "train", 64 if args.scale == "smoke" else round(largest * 50000))
+    full = 64 if args.scale == "smoke" else 50000  # CIFAR-10's training set; only the prefix used is read
+    train_x, train_y = load_split(args, "train", round(max(s["fractions"]) * full))
     for fraction in s["fractions"]:
-        count = max(1, round(fraction * len(train_x)))  # the official order: the first k % is a prefix
+        count = max(1, round(fraction * full))  # the official order: the first k % is a prefix
         data = ((train_x[:count], train_y[:count]), test)
         for seed in args.seeds:
             for name in methods:

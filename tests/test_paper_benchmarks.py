@@ -71,6 +71,7 @@ def test_cifar_lowdata_smoke(tmp_path):
     records = json.loads((tmp_path / "cifar_lowdata_smoke.json").read_text())
     assert sorted((r["method"], r["seed"]) for r in records) == sorted(
         (m, s) for m in ("standard", "flips_crops", "rla", "ala") for s in (0, 1))
+    assert {r["images"] for r in records} == {3}  # 5 % of the 64 synthetic training images
     # --resume keeps what is done and adds only the new rows
     cifar_lowdata.main([*argv, "--methods", "standard,ala+pred", "--resume"])
     records = json.loads((tmp_path / "cifar_lowdata_smoke.json").read_text())
