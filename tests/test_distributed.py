@@ -59,3 +59,37 @@ def test_each_rank_and_epoch_gets_its_own_transform_stream():
     seeds = {rank_seed(7, rank, epoch) for rank in range(4) for epoch in range(3)}
     assert len(seeds) == 12
     assert rank_seed(7, 1, 2) == rank_seed(7, 1, 2)  # reproducible after a resume
+
+
+@pytest.mark.slow  # three 2-process launches: about a minute on 2 cores
+def test_two_processes_killed_and_resumed_equal_the_uninterrupted_run(tmp_path):
+    import psutil
+
+    make_image_folder(tmp_path / "imgs", per_class=6, size=16)
+    save_generator(IdentityGenerator((3, 16, 16)), tmp_path / "identity.safetensors")
+    launch = [sys.executable, *LAUNCHERS["accelerate"], "-m", "torch_semaug.train"]
+    argv = ["--data-dir", str(tmp_path / "imgs"), "--model", "test_efficientnet", "--epochs", "2", "-b", "2", "-j",
+            "0", "--lr", "0.01", "--drop", "0.2", "--log-interval", "1", "--output", str(tmp_path / "runs"),
+            "--semaug", "adversarial_latent_attack", "--semaug-generator", str(tmp_path / "identity.safetensors"),
+            "--semaug-p", "0.5"]
+    env = os.environ | {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    whole = subprocess.run([*launch, *argv, "--experiment", "whole"], env=env, capture_output=True, text=True,
+                           timeout=300)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    process = subprocess.Popen([*launch, *argv, "--experiment", "killed"], env=env, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    for line in process.stdout:
+        if line.startswith("Train: 1 [   0/"):  # rank 0 is inside epoch 1
+            for child in psutil.Process(process.pid).children(recursive=True):
+                child.kill()
+            process.kill()
+            break
+    process.wait(timeout=60)
+    process.stdout.close()
+    last = tmp_path / "runs" / "killed" / "last.pth"
+    resumed = subprocess.run([*launch, "--resume", str(last)], env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming" in resumed.stdout and "at epoch 1 of 2" in resumed.stdout
+    digests = [json.loads((tmp_path / "runs" / name / "summary.json").read_text())["rank_weight_sha256"]
+               for name in ("whole", "killed")]
+    assert digests[0] == digests[1]
