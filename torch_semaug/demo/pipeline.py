@@ -11,22 +11,20 @@ held-out biased set and on the unbiased (uniformly coloured) test set.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm import tqdm
 
 from torch_semaug.data.shapes import SHAPES, ColorShapes
 from torch_semaug.generators.encoders import psnr, refine_latents
 from torch_semaug.generators.stylegan2 import StyleGAN2
-from torch_semaug.transforms.latent_mix import LatentMix
+from torch_semaug.train.quick import accuracy, small_cnn, train
 
 ASSET = Path(__file__).resolve().parents[1] / "assets" / "demo_shapes16_stylegan2.safetensors"
 METHODS = ("nominal", "RandMix", "AdvMix")
+METHOD_NAMES = {"nominal": "nominal", "RandMix": "randmix", "AdvMix": "advmix"}  # the library's names
 
 
 @dataclass
@@ -50,15 +48,6 @@ class DemoConfig:
     def quick(cls, generator: Path | None = None) -> DemoConfig:
         return cls(train_images=40, test_images=50, heldout_images=25, invert_steps=2, classifier_steps=4,
                    batch=16, adv_steps=1, adv_restarts=1, figure_adv=(1, 1), generator=generator or ASSET)
-
-
-def small_cnn(num_classes: int = len(SHAPES)) -> nn.Module:
-    """Two conv blocks and a linear layer: enough to learn shape, and quick to learn colour instead."""
-    return nn.Sequential(
-        nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.LazyLinear(num_classes),
-    )
 
 
 def load_generator(path: Path) -> StyleGAN2:
@@ -94,38 +83,14 @@ def invert(generator: StyleGAN2, images: Tensor, steps: int, seed: int, candidat
 
 def train_classifier(method: str, images: Tensor, labels: Tensor, latents: Tensor, generator: StyleGAN2,
                      config: DemoConfig, seed: int) -> nn.Module:
-    """Train :func:`small_cnn` with ``method``: every run sees the same init, batches and step count."""
+    """Train a small CNN with ``method``: every run sees the same init, batches and step count."""
     torch.manual_seed(seed)
-    model = small_cnn()
-    model(images[:1])  # materialise the lazy layer before the optimizer sees the parameters
-    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
-    rng = torch.Generator().manual_seed(seed)
-    augment: Callable | None = None
-    if method == "RandMix":
-        augment = LatentMix(generator, layers=config.layers, p=config.p, rng=torch.Generator().manual_seed(seed + 1))
-    elif method == "AdvMix":
-        augment = LatentMix(generator, model=model, mode="adversarial", layers=config.layers, p=config.p,
-                            steps=config.adv_steps, restarts=config.adv_restarts,
-                            rng=torch.Generator().manual_seed(seed + 1))
-    model.train()
-    bar = tqdm(range(config.classifier_steps), desc=f"train {method}", dynamic_ncols=True, leave=False)
-    for _ in bar:
-        idx = torch.randint(0, len(images), (config.batch,), generator=rng)
-        x, y = images[idx], labels[idx]
-        if augment is not None:
-            x, y = augment(x, y, latents=latents[idx])
-        loss = F.cross_entropy(model(x), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        bar.set_postfix(loss=f"{loss.item():.3f}")
-    bar.close()
-    return model.eval().requires_grad_(False)
-
-
-@torch.no_grad()
-def accuracy(model: nn.Module, images: Tensor, labels: Tensor) -> float:
-    return (model(images).argmax(1) == labels).float().mean().item() * 100
+    model = small_cnn(len(SHAPES), width=16)
+    model(images[:1])  # materialise the lazy layer here: its init follows the convolutions' in the seeded stream
+    train(model, METHOD_NAMES[method], images, labels, steps=config.classifier_steps, batch=config.batch, seed=seed,
+          num_classes=len(SHAPES), latents=latents, lr=2e-3, generator=generator, p=config.p,
+          adv_steps=config.adv_steps, adv_restarts=config.adv_restarts, layers=config.layers, desc=f"train {method}")
+    return model.requires_grad_(False)
 
 
 @dataclass
