@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -111,3 +112,18 @@ def test_resume_refuses_another_model_and_a_finished_schedule(tmp_path, capsys, 
                        "trained with --model test_efficientnet, this run says test_resnet")
     assert cli_main(["train", "--resume", last]) == 0  # nothing left to train: the same summary again
     assert_usage_error(["train", "--resume", str(tmp_path / "nothing.pth")], capsys, "--resume", "no checkpoint")
+
+
+def test_resume_from_another_directory_with_relative_paths(tmp_path, capsys, monkeypatch, one_thread):
+    make_image_folder(tmp_path / "imgs", per_class=2, size=16)
+    save_generator(IdentityGenerator((3, 16, 16)), tmp_path / "identity.safetensors")
+    monkeypatch.chdir(tmp_path)
+    assert cli_main(["train", "--data-dir", "imgs", "--model", "test_efficientnet", "--epochs", "1", "-b", "2", "-j",
+                     "0", "--output", "runs", "--no-progress", "--semaug", "adversarial_latent_attack",
+                     "--semaug-generator", "identity.safetensors"]) == 0
+    (run,) = (tmp_path / "runs").iterdir()  # named UTC time-dataset-model-semaug
+    assert re.fullmatch(r"\d{8}-\d{6}-imgs-test_efficientnet-adversarial_latent_attack", run.name)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert cli_main(["train", "--resume", f"../runs/{run.name}/last.pth", "--epochs", "2"]) == 0
+    assert len(json.loads((run / "metrics.json").read_text())) == 2

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 import time
 import warnings
@@ -29,7 +30,7 @@ import torch
 import yaml
 
 from torch_semaug._io import remove_stale_temporaries, write_text_atomic
-from torch_semaug.data.datasets import check_dataset_name, default_data_root
+from torch_semaug.data.datasets import default_data_root, parse_dataset_name
 from torch_semaug.train.args import TrainConfig
 from torch_semaug.train.checkpoint import (
     load_checkpoint,
@@ -42,7 +43,10 @@ from torch_semaug.train.classifier_setup import (
     build_semaug,
     compile_model,
     make_accelerator,
+    make_optimizer,
+    make_scheduler,
     normalisation,
+    random_erasing,
 )
 from torch_semaug.train.data import build_datasets, build_loaders, probe
 from torch_semaug.train.loop import EpochSetup, make_loss, train_one_epoch, validate
@@ -82,11 +86,22 @@ def weights_digest(model: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
+def absolute_dataset(name: str) -> str:
+    """``folder:PATH[@N]`` with an absolute PATH (a resumed run may start elsewhere); other names unchanged."""
+    kind, variant, count = parse_dataset_name(name)
+    if kind != "folder":
+        return name
+    return f"folder:{os.path.abspath(variant)}" + (f"@{count}" if count is not None else "")
+
+
 def resolve_data(config: TrainConfig) -> TrainConfig:
-    """timm's meaning of ``--data-dir``: with no ``--dataset`` it is an ImageFolder; the default root otherwise."""
+    """timm's meaning of ``--data-dir``: with no ``--dataset`` it is an ImageFolder; the default root otherwise.
+    Paths become absolute, so that ``--resume`` works from any directory."""
     dataset = config.dataset or (f"folder:{config.data_root}" if config.data_root else "torch/cifar10")
-    check_dataset_name(dataset)
-    return config.replace(dataset=dataset, data_root=config.data_root or default_data_root())
+    paths = {key: os.path.abspath(getattr(config, key)) for key in ("semaug_generator", "semaug_latents")
+             if getattr(config, key) is not None}
+    return config.replace(dataset=absolute_dataset(dataset),
+                          data_root=os.path.abspath(config.data_root or default_data_root()), **paths)
 
 
 def resume_config(path: str, **overrides: Any) -> TrainConfig:
@@ -99,6 +114,8 @@ def resume_config(path: str, **overrides: Any) -> TrainConfig:
 def check_resume(config: TrainConfig, state: dict[str, Any]) -> None:
     for key in FIXED_ON_RESUME:
         before, now = state["args"].get(key), getattr(config, key)
+        if key == "dataset" and before is not None:
+            before = absolute_dataset(before)
         if before != now:
             raise ValueError(f"resume: the checkpoint was trained with --{key.replace('_', '-')} {before}, "
                              f"this run says {now}; a resumed run keeps it (start a new run to change it)")
@@ -113,7 +130,9 @@ def run_folder(config: TrainConfig, accelerator: Any) -> Path:
     name = config.experiment
     if name is None:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-        parts = [stamp, config.dataset.replace("/", "-").replace(":", "-").strip("-"), config.model, config.semaug]
+        kind, variant, _ = parse_dataset_name(config.dataset)
+        label = os.path.basename(variant) if kind == "folder" else config.dataset.split("@")[0]
+        parts = [stamp, label.replace("/", "-").replace(":", "-").strip("-"), config.model, config.semaug]
         name = broadcast_object_list(["-".join(p for p in parts if p)[:120]])[0]
     folder = Path(config.output) / name
     if (folder / "last.pth").exists():
@@ -146,42 +165,6 @@ class Run:
     @property
     def inner(self) -> torch.nn.Module:
         return self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
-
-
-def random_erasing(config: TrainConfig, device: torch.device) -> Any:
-    """timm's ``--reprob`` with train.py's ``--remode pixel``, applied to the batch on the device."""
-    if config.reprob == 0 or config.no_aug:
-        return None
-    from timm.data.random_erasing import RandomErasing
-
-    return RandomErasing(config.reprob, mode="pixel", device=str(device))
-
-
-def make_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
-    from timm.optim import create_optimizer_v2
-
-    try:
-        return create_optimizer_v2(model, opt=config.opt, lr=config.lr, weight_decay=config.weight_decay,
-                                   momentum=config.momentum)
-    except ValueError as error:
-        raise ValueError(f"opt: expected a timm optimizer name such as sgd, adamw or lamb, got {config.opt!r} "
-                         f"({error})") from None
-
-
-def make_scheduler(config: TrainConfig, optimizer: Any, updates_per_epoch: int) -> tuple[Any, int]:
-    """timm's scheduler and the number of epochs it runs."""
-    from timm.scheduler import create_scheduler_v2
-
-    try:
-        return create_scheduler_v2(
-            optimizer, sched=config.sched, num_epochs=config.epochs, warmup_epochs=config.warmup_epochs,
-            warmup_lr=config.warmup_lr, min_lr=config.min_lr,
-            decay_epochs=config.decay_epochs or max(1, config.epochs // 3), decay_rate=config.decay_rate,
-            updates_per_epoch=updates_per_epoch,
-        )
-    except ValueError as error:
-        raise ValueError(f"sched: expected a timm scheduler name such as cosine, step or plateau, got "
-                         f"{config.sched!r} ({error})") from None
 
 
 def build_run(config: TrainConfig, state: dict[str, Any] | None) -> Run:

@@ -69,6 +69,40 @@ def build_model(config: TrainConfig, classes: list[str], data_chans: int) -> tup
     return model, num_classes, data_chans
 
 
+def random_erasing(config: TrainConfig, device: torch.device) -> Any:
+    """timm's ``--reprob`` with train.py's ``--remode pixel``, applied to the batch on the device."""
+    if config.reprob == 0 or config.no_aug:
+        return None
+    from timm.data.random_erasing import RandomErasing
+
+    return RandomErasing(config.reprob, mode="pixel", device=str(device))
+
+def make_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    from timm.optim import create_optimizer_v2
+
+    try:
+        return create_optimizer_v2(model, opt=config.opt, lr=config.lr, weight_decay=config.weight_decay,
+                                   momentum=config.momentum)
+    except ValueError as error:
+        raise ValueError(f"opt: expected a timm optimizer name such as sgd, adamw or lamb, got {config.opt!r} "
+                         f"({error})") from None
+
+def make_scheduler(config: TrainConfig, optimizer: Any, updates_per_epoch: int) -> tuple[Any, int]:
+    """timm's scheduler and the number of epochs it runs."""
+    from timm.scheduler import create_scheduler_v2
+
+    try:
+        return create_scheduler_v2(
+            optimizer, sched=config.sched, num_epochs=config.epochs, warmup_epochs=config.warmup_epochs,
+            warmup_lr=config.warmup_lr, min_lr=config.min_lr,
+            decay_epochs=config.decay_epochs or max(1, config.epochs // 3), decay_rate=config.decay_rate,
+            updates_per_epoch=updates_per_epoch,
+        )
+    except ValueError as error:
+        raise ValueError(f"sched: expected a timm scheduler name such as cosine, step or plateau, got "
+                         f"{config.sched!r} ({error})") from None
+
+
 def compile_model(model: torch.nn.Module, backend: str | None) -> torch.nn.Module:
     """timm's ``--torchcompile [BACKEND]``: ``torch.compile`` with a checked backend name."""
     if backend is None:
