@@ -171,6 +171,7 @@ def build_run(config: TrainConfig, state: dict[str, Any] | None) -> Run:
     """Data, model, transform, optimizer, scheduler and loaders, prepared by accelerate; restored from ``state``."""
     from accelerate.utils import set_seed
     from timm.data import Mixup
+
     accelerator = make_accelerator(config)
     set_seed(config.seed)  # the same initial weights on every rank
     classes, in_chans, img_size = probe(config.dataset, config.data_root, config.train_split, config.img_size)
