@@ -19,22 +19,14 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 import torch_semaug as ts
 from torch_semaug._io import write_text_atomic
 from torch_semaug.data.color_mnist import ColorMNIST
 from torch_semaug.generators.encoders import LearnedEncoder, OptimizationEncoder, psnr
+from torch_semaug.train import quick
 from torch_semaug.viz import save_grid
-
-
-def small_cnn() -> nn.Module:
-    return nn.Sequential(
-        nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(32 * 64, 10),
-    )
 
 
 def stack(dataset: ColorMNIST, n: int, offset: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -43,17 +35,9 @@ def stack(dataset: ColorMNIST, n: int, offset: int = 0) -> tuple[torch.Tensor, t
 
 
 def train_classifier(train: ColorMNIST, steps: int, seed: int) -> nn.Module:
-    torch.manual_seed(seed)
-    model = small_cnn()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     images, labels = stack(train, min(len(train), steps * 64))
-    for _ in range(steps):
-        idx = torch.randint(0, len(images), (64,))
-        loss = F.cross_entropy(model(images[idx]), labels[idx])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    return model.eval()
+    return quick.train(quick.small_cnn(10, width=16), "nominal", images, labels, steps=steps, batch=64, seed=seed,
+                       num_classes=10)
 
 
 def figure(generator, model, real, images, labels, latents, out: Path, variants: int, seed: int) -> None:

@@ -24,24 +24,14 @@ from torch.utils.data import DataLoader, Subset
 import torch_semaug as ts
 from torch_semaug._io import write_atomic
 from torch_semaug.train.generator_run import load_images
+from torch_semaug.train.quick import small_cnn
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
-def small_cnn(num_classes: int = 10) -> nn.Module:
-    """A 4-conv CNN with BatchNorm (17k weights), cheap enough to train on a shared CPU in minutes."""
-
-    def block(c_in: int, c_out: int) -> nn.Sequential:
-        return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU())
-
-    return nn.Sequential(
-        block(3, 16), block(16, 16), nn.MaxPool2d(2), block(16, 32), block(32, 32), nn.MaxPool2d(2),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, num_classes),
-    )
-
-
 def train_classifier(train_dir: str, steps: int, path: Path) -> nn.Module:
-    model = small_cnn()
+    model = small_cnn(10, width=16, batch_norm=True)
+    model(torch.zeros(2, 3, 32, 32))  # materialise the lazy layer before loading or optimising
     if path.exists():
         model.load_state_dict(torch.load(path, weights_only=True))
         return model.eval()
@@ -110,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
             worst = max(worst, float((glow.decode(glow.encode(images)) - images).abs().max()))
     print(f"round trip on {args.roundtrip} CIFAR-10 test images: max |decode(encode(x)) - x| = {worst:.2e}")
 
-    model = train_classifier(f"{args.data}/train", args.classifier_steps, args.work / "small_cnn.pt")
+    model = train_classifier(f"{args.data}/train", args.classifier_steps, args.work / "small_cnn_2conv.pt")
     rla = ts.FlowPerturb(glow, mode="random", eps=0.25, norm="linf", rng=torch.Generator().manual_seed(0))
     ala = ts.FlowPerturb(glow, mode="adversarial", eps=1.0, norm="l2", step_size=0.5, steps=3, model=model)
     # spread over the test set (ImageFolder sorts by class): every class appears in the first rows
