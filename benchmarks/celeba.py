@@ -12,7 +12,7 @@ resolution. ``--no-md5`` skips torchvision's checksum of the text files (the tes
 CelebA's folder format needs it; a real download passes the check). CelebA is not on this machine, so
 only the smoke scale has been run here. Example::
 
-    python benchmarks/celeba.py --scale cpu --data-root DATA --generator celeba64.safetensors
+    python -m benchmarks.celeba --scale cpu --data-root DATA --generator celeba64.safetensors
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ Generators come from ``semaug train-generator stylegan2`` (``--generator``, ``--
 ``--scale smoke`` runs on synthetic strokes in seconds (the tests); ``cpu`` uses MNIST subsets; ``paper``
 the full sets and the paper's AdvMix budget. Example::
 
-    python benchmarks/color_mnist.py --scale cpu --data-root ../shared/data --only table2 \\
+    python -m benchmarks.color_mnist --scale cpu --data-root ../shared/data --only table2 \\
         --table2 unbiased=g_rgb.safetensors --table2 red99=g_red99.safetensors --table2 red999=g_red999.safetensors
 """
 

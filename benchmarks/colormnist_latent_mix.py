@@ -7,7 +7,7 @@
 4. draws the grid of the AdvMix paper's Figure 9: original | its reconstruction | RandMix variants | AdvMix
    variant | rescaled |differences| to the reconstruction.
 
-    python benchmarks/colormnist_latent_mix.py --generator torch_semaug/assets/colormnist32_stylegan2.safetensors \\
+    python -m benchmarks.colormnist_latent_mix --generator torch_semaug/assets/colormnist32_stylegan2.safetensors \\
         --data-root ../shared/data --out docs/images
 """
 
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
         with torch.no_grad():
             value = psnr(generator.decode(w), x).mean()
         table.append(f"| {name} | {value:.2f} | {n / secs:.1f} |")
-    command = "python benchmarks/colormnist_latent_mix.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python -m benchmarks.colormnist_latent_mix " + " ".join(argv if argv is not None else sys.argv[1:])
     report = "\n".join([f"- command: `{command}`", f"- {n} Color-MNIST test digits (uniform colours), "
                         f"perceptual features: {encoder._perceptual().source}; wall {time.time() - start:.0f} s",
                         "", *table]) + "\n"

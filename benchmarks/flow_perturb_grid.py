@@ -1,6 +1,6 @@
 """R-LA / A-LA with a trained Glow on CIFAR-10 test images: round trip, accuracy table and a grid (paper Fig. 3).
 
-    python benchmarks/flow_perturb_grid.py --glow benchmarks/checkpoints/glow-cifar10-cpu.safetensors \\
+    python -m benchmarks.flow_perturb_grid --glow benchmarks/checkpoints/glow-cifar10-cpu.safetensors \\
         --data ../shared/data/cifar10-jpeg --out docs/images/flow_perturb_cifar10.png
 
 Steps: (1) encode/decode ``--roundtrip`` test images and report the largest absolute error; (2) train a

@@ -1,6 +1,6 @@
 """What the classifier guard's buffer snapshot costs beside the attack steps it protects.
 
-    OMP_NUM_THREADS=1 python benchmarks/guard_cost.py
+    OMP_NUM_THREADS=1 python -m benchmarks.guard_cost
 
 A torchvision ResNet-18 (10 classes, eval mode) on a batch of 32 images of 32 px, one CPU thread. Prints
 the time of the guard's buffer snapshot + restore, of a whole guard enter + exit, and of one attack step

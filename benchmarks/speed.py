@@ -5,7 +5,7 @@ classifier forward+backward on the batch (for the identity generator, the classi
 floor are timed interleaved, repeat by repeat, and the medians are compared, so that load from other
 processes hits both alike.
 
-    python benchmarks/speed.py --scale cpu --out benchmarks/results/speed.md
+    python -m benchmarks.speed --scale cpu --out benchmarks/results/speed.md
 
 Scales: ``smoke`` (a tiny CNN, seconds; run by the tests), ``cpu`` (timm resnet18 at batch 128, 32 px, 2 CPU
 cores), ``paper`` (the same on a GPU, more repeats); ``--model``, ``--batch``, ``--steps`` and ``--repeats``
@@ -333,7 +333,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
     start = time.perf_counter()
     setup = make_setup(args.scale, args.device, model_name=args.model, batch=args.batch, steps=args.steps,
                        repeats=args.repeats)
-    command = "python benchmarks/speed.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python -m benchmarks.speed " + " ".join(argv if argv is not None else sys.argv[1:])
     rows: list[Row] = []
     for name in args.cases:
         case_rows = CASES[name](setup)

@@ -1,6 +1,6 @@
 """Time of direction discovery (PCA and UMAP) for a given number of sampled W codes.
 
-    python benchmarks/speed_directions.py --num-samples 10000 --out benchmarks/results/speed_directions.md
+    python -m benchmarks.speed_directions --num-samples 10000 --out benchmarks/results/speed_directions.md
 
 Uses the trained generator given by ``--generator`` (a ``.safetensors`` checkpoint), else a randomly
 initialised StyleGAN2 at 32 px (discovery cost does not depend on training). UMAP is timed after a
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> list[tuple[str, str, float]]:
                                progress=False)
             rows.append((method, space if layer is None else f"activations of {layer}", time.perf_counter() - start))
 
-    command = "python benchmarks/speed_directions.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python -m benchmarks.speed_directions " + " ".join(argv if argv is not None else sys.argv[1:])
     lines = [
         "# Speed: direction discovery",
         "",
