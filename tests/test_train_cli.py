@@ -250,3 +250,13 @@ def test_tensorboard_curves_and_best_model(setup, capsys):
     best = load_checkpoint(run / "model_best.pth")
     assert best["best"]["val_top1"] == max(row["val_top1"] for row in history)
     assert best["epoch"] == best["best"]["epoch"] + 1 and best["classes"] == ["class0", "class1"]
+
+
+@pytest.mark.parametrize("dataset, flips", [("colormnist@2000", False), ("colormnist:uniform", False),
+                                            ("torch/mnist@10", False), ("torch/cifar10@10", True)])
+def test_digits_are_never_mirrored_whatever_the_variant_or_subset(dataset, flips):
+    from torch_semaug.train.args import TrainConfig
+    from torch_semaug.train.data import train_transform
+
+    steps = train_transform(TrainConfig(), dataset, (0.5,), (0.5,), 16, augment=True).transforms
+    assert any(type(step).__name__ == "RandomHorizontalFlip" for step in steps) is flips

@@ -62,8 +62,7 @@ def rank_seed(seed: int, rank: int, epoch: int, stream: str = "") -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}/{rank}/{epoch}{stream}".encode()).digest()[:7], "little")
 
 
-def seed_epoch(seed: int, rank: int, epoch: int, transform_rng: torch.Generator, shuffle: torch.Generator,
-               semaug: Any = None) -> None:
+def seed_epoch(seed: int, rank: int, epoch: int, transform_rng: torch.Generator, shuffle: torch.Generator) -> None:
     """Seed every random stream of epoch ``epoch`` on this rank; the shuffle is the same on every rank."""
     value = rank_seed(seed, rank, epoch)
     torch.manual_seed(value)
@@ -71,11 +70,6 @@ def seed_epoch(seed: int, rank: int, epoch: int, transform_rng: torch.Generator,
     random.seed(value)
     transform_rng.manual_seed(value)
     shuffle.manual_seed(rank_seed(seed, 0, epoch, "/shuffle"))
-    streams = getattr(semaug, "_streams", None)
-    if isinstance(streams, dict):
-        # Off rank 0 the transform derives its stream from transform_rng once per process and keeps it;
-        # dropping it makes this epoch's seed govern there too, so a resumed epoch repeats on every rank.
-        streams.clear()
 
 
 def weights_digest(model: torch.nn.Module) -> str:
@@ -272,7 +266,7 @@ def save_best(run: Run, metrics: dict[str, Any]) -> None:
 
 def run_epoch(run: Run, epoch: int) -> dict[str, Any]:
     accelerator = run.accelerator
-    seed_epoch(run.config.seed, accelerator.process_index, epoch, run.rng, run.shuffle, run.setup.semaug)
+    seed_epoch(run.config.seed, accelerator.process_index, epoch, run.rng, run.shuffle)
     tic = time.perf_counter()
     metrics: dict[str, Any] = {"epoch": epoch, "lr": run.optimizer.param_groups[0]["lr"]}
     metrics |= train_one_epoch(accelerator, run.model, run.train_loader, run.optimizer, run.scheduler, run.setup,

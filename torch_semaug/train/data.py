@@ -8,12 +8,13 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision.transforms import v2
 
-from torch_semaug.data.datasets import create_dataset, dataset_classes, subset_indices
+from torch_semaug.data.datasets import create_dataset, dataset_classes, parse_dataset_name, subset_indices
 from torch_semaug.data.latent_cache import LatentCache
 from torch_semaug.data.latent_dataset import LatentDataset
 from torch_semaug.train.args import TrainConfig
 
-# Digits must not be mirrored; every other dataset gets the usual random horizontal flip.
+# Digits must not be mirrored (whatever the variant or @N subset); every other dataset gets the usual random
+# horizontal flip.
 NO_FLIP = ("torch/mnist", "colormnist")
 
 
@@ -47,7 +48,7 @@ def train_transform(config: TrainConfig, dataset: str, mean: tuple[float, ...], 
     steps = list(encoding_transform(config.img_size).transforms)
     if augment:
         steps.append(v2.RandomCrop(img_size, padding=max(1, img_size // 8), padding_mode="reflect"))
-        if dataset not in NO_FLIP:
+        if parse_dataset_name(dataset)[0] not in NO_FLIP:
             steps.append(v2.RandomHorizontalFlip())
         if config.aa:
             steps.append(auto_augment(config.aa, img_size, mean))

@@ -78,7 +78,8 @@ def process_stream(rng: torch.Generator | None, cache: dict) -> torch.Generator 
 
     A DataLoader worker's seed changes every epoch and is reproducible when the run is seeded
     (``torch.manual_seed`` or ``DataLoader(generator=...)``), so workers and ranks draw different variants
-    while a seeded run repeats exactly. ``cache`` keeps the derived generator of this process.
+    while a seeded run repeats exactly. ``cache`` keeps the derived generator of this process until ``rng``
+    is re-seeded (a trainer that seeds ``rng`` every epoch thereby re-seeds every rank's stream too).
     """
     if rng is None:
         return None
@@ -86,7 +87,7 @@ def process_stream(rng: torch.Generator | None, cache: dict) -> torch.Generator 
     rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
     if worker is None and rank == 0:
         return rng
-    key = (os.getpid(), None if worker is None else worker.seed, rank)
+    key = (os.getpid(), None if worker is None else worker.seed, rank, rng.initial_seed())
     if cache.get("key") != key:
         base = int(torch.randint(2**62, (1,), generator=rng, device=rng.device))
         entropy = [base, rank] + ([] if worker is None else [worker.seed % 2**63])
