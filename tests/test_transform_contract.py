@@ -1,4 +1,4 @@
-"""The contract every transform keeps (DESIGN.md, "The contract of a transform").
+"""The contract every transform keeps (docs/architecture.md, "The transform contract").
 
 Each test runs once per entry of ``contract_cases.TRANSFORM_CASES``.
 """

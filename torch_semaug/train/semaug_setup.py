@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import inspect
 from collections.abc import Sequence
 from typing import Any
@@ -12,7 +11,7 @@ import torch
 from torch_semaug.data.latent_cache import LatentCache
 from torch_semaug.generators import EncoderMissingError, LatentGenerator, load_generator
 from torch_semaug.generators.io import read_metadata
-from torch_semaug.train.args import parse_kwargs
+from torch_semaug.train.args import TrainConfig, parse_kwargs
 from torch_semaug.transforms import SemanticTransform, get_transform_class, list_transforms
 
 # --semaug-<flag> -> constructor argument
@@ -45,10 +44,11 @@ def check_kwargs(cls: type, kwargs: dict[str, Any], argument: str) -> None:
         )
 
 
-def flag_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+def flag_kwargs(config: TrainConfig) -> dict[str, Any]:
     """Constructor arguments from ``--semaug-p/-eps/-steps/...`` (only those given) and ``--semaug-kwargs``."""
-    kwargs = {kwarg: getattr(args, flag) for flag, kwarg in FLAG_TO_KWARG.items() if getattr(args, flag) is not None}
-    return kwargs | parse_kwargs(args.semaug_kwargs or [])
+    kwargs = {kwarg: getattr(config, flag) for flag, kwarg in FLAG_TO_KWARG.items()
+              if getattr(config, flag) is not None}
+    return kwargs | parse_kwargs(config.semaug_kwargs or [])
 
 
 def required_kinds(name: str, cls: type) -> tuple[str, ...] | None:
@@ -99,28 +99,29 @@ def build_transform(name: str, generator: LatentGenerator, kwargs: dict[str, Any
         raise ValueError(f"{argument}: cannot build {name} from {kwargs} ({error})") from None
 
 
-def setup_semaug(args: argparse.Namespace, mean: Sequence[float], std: Sequence[float],
+def setup_semaug(config: TrainConfig, mean: Sequence[float], std: Sequence[float],
                  rng: torch.Generator | None) -> tuple[SemanticTransform | None, LatentCache | None]:
-    """Validate every ``--semaug*`` flag and build the transform (generator on CPU; move it later).
+    """Validate every ``semaug*`` option of a training run and build the transform (generator on CPU; move it
+    later).
 
     Returns:
         The transform (``None`` without ``--semaug``) and the opened latent cache (or ``None``).
     """
-    if args.semaug is None:
+    if config.semaug is None:
         stray = [f"--{flag.replace('_', '-')}" for flag in ("semaug_generator", "semaug_latents", *FLAG_TO_KWARG)
-                 if getattr(args, flag) is not None]
-        if stray or args.semaug_kwargs:
+                 if getattr(config, flag) is not None]
+        if stray or config.semaug_kwargs:
             raise ValueError(f"semaug: {', '.join(stray) or '--semaug-kwargs'} given without --semaug NAME")
         return None, None
-    cls = check_transform_name(args.semaug)
-    kwargs = flag_kwargs(args)
+    cls = check_transform_name(config.semaug)
+    kwargs = flag_kwargs(config)
     check_kwargs(cls, kwargs, "semaug flags")
-    generator = load_checked_generator(args.semaug, cls, args.semaug_generator)
+    generator = load_checked_generator(config.semaug, cls, config.semaug_generator)
     cache = None
-    if args.semaug_latents is not None:
-        cache = LatentCache.open(args.semaug_latents)
+    if config.semaug_latents is not None:
+        cache = LatentCache.open(config.semaug_latents)
         cache.check_generator(generator, "semaug_latents")
     else:
         check_can_encode(generator, "semaug_latents")
-    transform = build_transform(args.semaug, generator, kwargs, mean=mean, std=std, rng=rng)
+    transform = build_transform(config.semaug, generator, kwargs, mean=mean, std=std, rng=rng)
     return transform, cache
