@@ -164,3 +164,34 @@ def test_celeba_smoke(tmp_path, stylegan32):
     with pytest.raises(ValueError, match="attributes"):
         celeba.main(["--data-root", str(tmp_path / "data"), "--generator", stylegan32, "--no-md5",
                      "--attributes", "Laughing", "--out", str(tmp_path)])
+
+
+def test_cifar_resnet_is_cifar_style():
+    from torch_semaug.train.quick import cifar_resnet
+
+    resnet18 = cifar_resnet()
+    assert sum(p.numel() for p in resnet18.parameters()) == 11_173_962  # ResNet-18 for 32x32 inputs
+    stem = resnet18[0]
+    assert stem.kernel_size == (3, 3) and stem.stride == (1, 1)
+    assert not any(isinstance(m, torch.nn.MaxPool2d) for m in resnet18.modules())
+    assert cifar_resnet(10, blocks=(1, 1, 1), width=16)(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+
+
+@pytest.mark.parametrize(("name", "message"), [
+    ("cutout+bn", "apply to"), ("ala+fast", "apply to"), ("ala", "needs a flow"), ("nope", "unknown method")])
+def test_make_method_bad_names(name, message):
+    from torch_semaug.train.quick import make_method
+
+    with pytest.raises(ValueError, match=message):
+        make_method(name, torch.nn.Linear(2, 2), num_classes=10, image_shape=(3, 32, 32), seed=0)
+
+
+def test_ordering_rows_verdicts():
+    from benchmarks._bench import ordering_rows
+
+    rows = ordering_rows({"a": [80.0, 81.0, 82.0], "b": [70.0, 71.0, 72.0], "c": [70.5, 71.5, 69.0], "d": []},
+                         ["a", "b", "c", "d"])
+    assert rows[0][0] == "a > b" and rows[0][1] == "+10.00" and rows[0][3] == "held"
+    assert rows[1][3] == "held within noise"  # +0.67 points, inside one pooled sd
+    assert rows[2][3] == "not run yet"
+    assert ordering_rows({"a": [1.0], "b": [2.0]}, ["a", "b"])[0][3] == "not held (one seed)"
