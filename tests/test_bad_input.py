@@ -269,6 +269,18 @@ STYLEGAN2_CASES = [
            "stylegan2-sample-negative"),
     _param(lambda: make_tiny_stylegan2().attach_encoder(3), TypeError, "encoder: expected an object with an encode",
            "stylegan2-attach-int"),
+    _param(lambda: _stylegan().decode(torch.zeros(1, 6, 16, dtype=torch.float64)), TypeError,
+           r"latents: expected dtype torch.float32 \(the generator's", "stylegan2-decode-float64"),
+    _param(lambda: _stylegan().mapping(torch.zeros(1, 16, dtype=torch.float64)), TypeError,
+           "z: expected dtype torch.float32", "stylegan2-mapping-float64"),
+    _param(lambda: _stylegan().sample_latent(2, generator="a"), TypeError, "generator: expected a torch.Generator",
+           "stylegan2-sample-generator-str"),
+    _param(lambda: _stylegan().mapping(torch.zeros(1, 16), truncation_psi="a"), TypeError,
+           "truncation_psi: expected a number", "stylegan2-truncation-str"),
+    _param(lambda: ts.StyleGAN2(16, mapping_lr_mul=0), ValueError, "mapping_lr_mul: expected a number > 0",
+           "stylegan2-mapping-lr-mul-0"),
+    _param(lambda: ts.StyleGAN2(16, w_avg_beta=2), ValueError, r"w_avg_beta: expected a running-mean decay in \[0, 1\)",
+           "stylegan2-w-avg-beta-2"),
 ]
 
 GLOW_CASES = [

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from torch_semaug._checks import check_choice, check_int_at_least, check_positive, check_tensor, describe
+from torch_semaug._checks import check_choice, check_int_at_least, check_positive, check_rng, check_tensor, describe
 from torch_semaug.generators.base import LatentGenerator
 from torch_semaug.generators.io import load_generator, register_generator, save_generator
 from torch_semaug.generators.stylegan2_layers import NOISE_MODES, MappingNetwork, SynthesisNetwork
@@ -78,6 +78,9 @@ class StyleGAN2(LatentGenerator):
             check_int_at_least(value, 1, name)
         check_choice(image_channels, (1, 3), "image_channels")
         check_choice(noise_mode, NOISE_MODES, "noise_mode")
+        check_positive(mapping_lr_mul, "mapping_lr_mul")
+        if not (isinstance(w_avg_beta, (int, float)) and 0 <= w_avg_beta < 1):
+            raise ValueError(f"w_avg_beta: expected a running-mean decay in [0, 1), got {w_avg_beta!r}")
         if conv_clamp is not None:
             check_positive(conv_clamp, "conv_clamp")
         if channels is None:
@@ -152,9 +155,11 @@ class StyleGAN2(LatentGenerator):
 
     def mapping(self, z: Tensor, truncation_psi: float = 1.0) -> Tensor:
         """``z (B, z_dim) -> w (B, w_dim)``; ``truncation_psi < 1`` pulls w towards :attr:`w_avg`."""
-        z = check_tensor(z, "z")
+        z = self._check_dtype(check_tensor(z, "z"), "z")
         if z.ndim != 2 or z.shape[1] != self.z_dim:
             raise ValueError(f"z: expected shape (B, {self.z_dim}), got {tuple(z.shape)}")
+        if isinstance(truncation_psi, bool) or not isinstance(truncation_psi, (int, float)):
+            raise TypeError(f"truncation_psi: expected a number (1.0: no truncation), got {describe(truncation_psi)}")
         w = self.mapping_network(z)
         if truncation_psi != 1.0:
             w = self.w_avg.to(w.dtype) + truncation_psi * (w - self.w_avg.to(w.dtype))
@@ -163,6 +168,7 @@ class StyleGAN2(LatentGenerator):
     def sample_z(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """``n`` draws of z ~ N(0, I), reproducible under ``generator`` (which may live on another device)."""
         check_int_at_least(n, 0, "n")
+        check_rng(generator, "generator")
         device = generator.device if generator is not None else self.device
         return torch.randn(n, self.z_dim, generator=generator, device=device).to(self.device, self.dtype)
 
@@ -209,8 +215,16 @@ class StyleGAN2(LatentGenerator):
 
     def decode(self, latents: Tensor) -> Tensor:
         """W+ ``(B, num_ws, w_dim)`` -> images ``(B, C, R, R)`` clamped to ``(-1, 1)``; differentiable."""
-        latents = self.check_latent(latents)
+        latents = self._check_dtype(self.check_latent(latents), "latents")
         return self.synthesize(latents).clamp(-1.0, 1.0)
+
+    def _check_dtype(self, tensor: Tensor, name: str) -> Tensor:
+        """A clear error instead of a matmul dtype mismatch deep inside the network."""
+        autocast = torch.is_autocast_enabled(tensor.device.type)
+        if tensor.is_floating_point() and tensor.dtype != self.dtype and not autocast:
+            raise TypeError(f"{name}: expected dtype {self.dtype} (the generator's; convert with "
+                            f"{name}.to(generator.dtype) or move the generator with .to(dtype)), got {tensor.dtype}")
+        return tensor
 
     def forward(self, z: Tensor, truncation_psi: float = 1.0) -> Tensor:
         """``z -> image`` (not clamped), for training and quick sampling."""
