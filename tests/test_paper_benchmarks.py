@@ -41,6 +41,7 @@ def test_color_mnist_smoke(tmp_path, stylegan32):
     for method in color_mnist.FIG7_METHODS:
         assert f"| {method} |" in text
     assert "| red99 |" in text and "83.18" in text  # the paper's numbers stand beside ours
+    assert "(n=3)" in text and "| red99 | advmix > randmix |" in text  # 3 seeds, the ordering checked
     assert (tmp_path / "color_mnist_fig7_smoke.png").stat().st_size > 1000
     with pytest.raises(ValueError, match="only: expected a comma-separated subset of fig7,table1,table2"):
         color_mnist.main(["--only", "fig8", "--out", str(tmp_path)])
