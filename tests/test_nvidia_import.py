@@ -309,3 +309,19 @@ def test_convert_writes_safetensors_that_load_the_same(tmp_path, capsys):
     assert_usage_error(["convert", source, out], capsys, "exists; pass --overwrite")
     assert run_semaug(["convert", source, out, "--overwrite"], capsys).code == 0
     assert_usage_error(["convert", tmp_path / "missing.pkl", tmp_path / "x.safetensors"], capsys, "missing.pkl")
+
+
+@pytest.mark.parametrize("module, name", [("dnnlib.util", "EasyDict"), ("torch._utils", "_rebuild_tensor_v2"),
+                                          ("torch_utils.persistence", "_reconstruct_persistent_obj")])
+def test_a_pickle_cannot_change_the_importers_globals(tmp_path, module, name):
+    # GLOBAL m n; then BUILD with (None, {"__call__": "x", "tainted": 1}): slot state, i.e. setattr on the global
+    state = pickle.dumps((None, {"tainted": 1, "__doc__": "x"}), protocol=2)[2:-1]  # the tuple, no PROTO/STOP
+    payload = b"\x80\x02c" + f"{module}\n{name}\n".encode() + state + b"b."
+    path = tmp_path / "network-snapshot-000000.pkl"
+    path.write_bytes(payload)
+    with contextlib.suppress(ValueError):
+        read_snapshot(path)
+    from torch_semaug.generators import nvidia
+
+    target = nvidia._SnapshotUnpickler.allowed[(module, name)]
+    assert not hasattr(target, "tainted") and target.__doc__ != "x"

@@ -49,10 +49,12 @@ from __future__ import annotations
 
 import _codecs
 import collections
+import functools
 import io
 import os
 import pickle
 import re
+import types
 import warnings
 from typing import Any
 
@@ -193,7 +195,7 @@ class _SnapshotUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         found = self.allowed.get((module, name))
         if found is not None:
-            return found
+            return self._private(found)
         hint = ""
         if module.startswith("dnnlib.tflib"):
             hint = " (a TensorFlow-era StyleGAN pickle: convert it to a stylegan2-ada-pytorch or rosinality checkpoint)"
@@ -201,6 +203,18 @@ class _SnapshotUnpickler(pickle.Unpickler):
             f"refused global {module}.{name}{hint}: a stylegan2-ada-pytorch snapshot needs only tensors, numpy "
             "scalars, plain containers and torch_utils.persistence objects; nothing in the file was run"
         )
+
+    def _private(self, found: Any) -> Any:
+        """This load's own handle on an allowed global whose attributes a pickle could set (BUILD with slot
+        state calls setattr on whatever it is given): a fresh partial of our functions, a fresh subclass of our
+        EasyDict stand-in. The C types and functions among the allowed globals refuse setattr themselves."""
+        if isinstance(found, types.FunctionType):
+            return functools.partial(found)
+        if found is _EasyDict:
+            if "easydict" not in self.__dict__:
+                self.__dict__["easydict"] = type("EasyDict", (_EasyDict,), {})
+            return self.__dict__["easydict"]
+        return found
 
     def persistent_load(self, pid: Any) -> Any:
         raise pickle.UnpicklingError(f"refused persistent id {describe(pid)}: not a stylegan2-ada-pytorch snapshot")
