@@ -1,6 +1,6 @@
 """torch_semaug: semantic data augmentation through frozen generative models."""
 
-from torch_semaug.attacks import AdaptiveEps, classifier_guard, latent_pgd
+from torch_semaug.attacks import AdaptiveEps, AttackMemory, classifier_guard, latent_pgd
 from torch_semaug.directions import Directions, find_directions
 from torch_semaug.generators import (
     Glow,
@@ -27,6 +27,7 @@ __version__ = "0.1.0"
 __all__ = [
     "__version__",
     "AdaptiveEps",
+    "AttackMemory",
     "AdversarialLatentAttack",
     "classifier_guard",
     "create",

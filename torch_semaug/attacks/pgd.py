@@ -107,6 +107,21 @@ def _check_call(decode: object, classifier: object, latents: object, restart_cen
     return latents
 
 
+def _check_warm_start(warm_start: object, latents: Tensor) -> tuple[Tensor | None, Tensor | None]:
+    if warm_start is None:
+        return None, None
+    if not (isinstance(warm_start, tuple) and len(warm_start) == 2):
+        raise TypeError(f"warm_start: expected a pair (points, known) or None, got {describe(warm_start)}")
+    points, known = warm_start
+    if not isinstance(points, Tensor) or points.shape != latents.shape:
+        raise ValueError(f"warm_start: expected points of the latents' shape {tuple(latents.shape)}, got "
+                         f"{describe(points)}")
+    if not isinstance(known, Tensor) or known.dtype != torch.bool or known.shape != latents.shape[:1]:
+        raise ValueError(f"warm_start: expected known as a bool tensor of shape ({latents.shape[0]},), got "
+                         f"{describe(known)}")
+    return points.detach().to(latents.device, latents.dtype), known.to(latents.device)
+
+
 def _restart_center(restart_center: Callable[[int, Tensor], Tensor], restart: int, latents: Tensor) -> Tensor:
     center = restart_center(restart, latents)
     if not isinstance(center, Tensor) or center.shape != latents.shape:
@@ -223,6 +238,7 @@ def latent_pgd(
     targets: str = "labels",
     evaluate: bool | None = None,
     rng: torch.Generator | None = None,
+    warm_start: tuple[Tensor, Tensor] | None = None,
 ) -> AttackResult:
     """Maximise the classifier's cross-entropy over a ball in latent space, for a whole batch at once.
 
@@ -255,6 +271,9 @@ def latent_pgd(
         evaluate: evaluate the final iterate of each restart (one extra forward) to know whether it
             fools the classifier; default: only when ``restarts > 1`` needs it to pick the worst case.
         rng: drives the random start.
+        warm_start: ``(points, known)``: the first restart of each example with ``known[i]`` starts at
+            ``points[i]`` (latent-shaped; only masked entries are taken) projected into its ball, instead of
+            its centre or a random point (the random draws are made anyway, so the stream does not shift).
     """
     latents = _check_call(decode, classifier, latents, restart_center)
     check_int_at_least(steps, 1, "steps")
@@ -273,6 +292,7 @@ def latent_pgd(
     eps_t = _per_example(eps, "eps", batch, latents)
     step_t = _per_example(step_size, "step_size", batch, latents)
     mask_t = latent_mask(mask, latents.shape[1:], latents.device)
+    warm_points, warm_known = _check_warm_start(warm_start, latents)
     evaluate = restarts > 1 if evaluate is None else evaluate
     latents = latents.detach()
     calls = processed = 0
@@ -311,6 +331,10 @@ def latent_pgd(
         z = center
         if random_start:
             z = center + random_delta(center, eps_a, norm, mask_t, rng)
+        if warm_points is not None and restart == 0:
+            points = warm_points[active] if mask_t is None else torch.where(mask_t, warm_points[active], center)
+            known = warm_known[active].reshape(-1, *([1] * (z.ndim - 1)))
+            z = torch.where(known, project(points, center, eps_a, norm, bounds), z)
         if bounds is not None:
             z = z.clamp(*bounds)
         for step in range(steps + 1):

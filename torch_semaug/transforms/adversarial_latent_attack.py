@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from torch_semaug.attacks.adaptive import AdaptiveEps
+from torch_semaug.attacks.memory import AttackMemory
 from torch_semaug.generators.base import LatentGenerator
 from torch_semaug.transforms.base import SemanticTransform
 from torch_semaug.transforms.image_space import ImageMap
@@ -39,7 +40,7 @@ class AdversarialLatentAttack(SemanticTransform):
         layers: ``(start, stop)`` W+ layers that move (StyleGAN2-like generators); ``None``: all.
         mask: a bool mask over the flattened latent: the entries that move; ``None``: all.
         p, mean, std, to_generator, from_generator, keep_model_mode, rng, adaptive_eps, label_smoothing,
-            num_classes: see :class:`~torch_semaug.transforms.base.SemanticTransform`.
+            num_classes, warm_start: see :class:`~torch_semaug.transforms.base.SemanticTransform`.
     """
 
     mode_defaults = {
@@ -76,11 +77,12 @@ class AdversarialLatentAttack(SemanticTransform):
         adaptive_eps: AdaptiveEps | None = None,         # per-example eps grown until fooled (NaTra)
         label_smoothing: float = 0.0,                    # soft labels with mass label_smoothing * eps_i
         num_classes: int | None = None,                  # soft-label width (default: logits width)
+        warm_start: AttackMemory | None = None,          # each example starts from its last move
     ) -> None:
         super().__init__(
             generator, model=model, mode=mode, eps=eps, step_size=step_size, steps=steps, restarts=restarts,
             random_start=random_start, early_stop=early_stop, norm=norm, targets=targets, relative_eps=relative_eps,
             layers=layers, mask=mask, p=p, mean=mean, std=std, to_generator=to_generator,
             from_generator=from_generator, keep_model_mode=keep_model_mode, rng=rng, adaptive_eps=adaptive_eps,
-            label_smoothing=label_smoothing, num_classes=num_classes,
+            label_smoothing=label_smoothing, num_classes=num_classes, warm_start=warm_start,
         )

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from torch_semaug.attacks.pgd import latent_pgd
@@ -31,6 +32,10 @@ class AttackProblem:
         bounds: ``(low, high)`` every iterate is clipped to.
         radius: ``(b,)`` radius replacing the budget's eps (a box narrower than the eps ball).
         finish: maps the attacked ``start``-shaped latents to the generator's latents (``None``: as is).
+        memory: what a warm start remembers of the masked entries of the result: ``"offset"`` (from
+            ``start``; the next attack starts at ``start + offset``), ``"point"`` (the entries themselves:
+            DirectionEdit's coefficients) or ``"center"`` (the entries, used as the first restart's centre
+            instead of a prior draw: AdvMix's code).
     """
 
     start: Tensor
@@ -40,6 +45,23 @@ class AttackProblem:
     bounds: tuple[float, float] | None = None
     radius: Tensor | None = None
     finish: Callable[[Tensor], Tensor] | None = None
+    memory: str = "offset"
+
+    def _entries(self) -> Tensor | None:
+        return None if self.mask is None else self.mask.to(self.start.device).reshape(-1)
+
+    def to_rows(self, latents: Tensor) -> Tensor:
+        """The ``(b, width)`` memory rows of attacked ``start``-shaped ``latents``."""
+        moved = latents - self.start if self.memory == "offset" else latents
+        entries, flat = self._entries(), moved.flatten(1)
+        return flat if entries is None else flat[:, entries]
+
+    def from_rows(self, rows: Tensor) -> Tensor:
+        """``start`` with the masked entries set from memory rows (offsets added, points or centres put)."""
+        entries, out = self._entries(), self.start.flatten(1).clone()
+        selected = slice(None) if entries is None else entries
+        out[:, selected] = out[:, selected] + rows if self.memory == "offset" else rows
+        return out.view_as(self.start)
 
 
 def run_attack(transform: Any, latents: Tensor, labels: Tensor, ctx: MoveContext) -> Tensor:
@@ -53,14 +75,40 @@ def run_attack(transform: Any, latents: Tensor, labels: Tensor, ctx: MoveContext
     step = transform.step_size * radius / transform.eps
     problem = transform._problem(latents, radius, ctx)
     nominal = transform.on_failure == "nominal"
+    memory = transform.warm_start if ctx.indices is not None else None
+    warm, restart_center = None, problem.restart_center
+    if memory is not None:
+        memory.ensure_width(problem.to_rows(problem.start).shape[1], type(transform).__name__)
+        rows, known = memory.recall(ctx.indices, problem.start)
+        if problem.memory == "center":
+            restart_center = _warm_center(problem, problem.from_rows(rows), known)
+        else:
+            warm = (problem.from_rows(rows), known)
     result = latent_pgd(
         problem.decode or ctx.decode, ctx.classifier, problem.start, labels,
         eps=radius if problem.radius is None else problem.radius, step_size=step, steps=transform.steps,
         norm=transform.norm, restarts=transform.restarts, random_start=transform.random_start, mask=problem.mask,
-        restart_center=problem.restart_center, early_stop=transform.early_stop, bounds=problem.bounds,
+        restart_center=restart_center, early_stop=transform.early_stop, bounds=problem.bounds,
         targets=transform.targets, evaluate=True if ctx.adaptive_eps is not None or nominal else None, rng=ctx.rng,
+        warm_start=warm,
     )
+    if memory is not None and transform.training:
+        memory.store(ctx.indices, problem.to_rows(result.latents))
     ctx.fooled = result.fooled.detach()
     if nominal:
         ctx.keep_input = ~ctx.fooled  # AdvMix, Algorithm 2: the nominal input when nothing fools
     return result.latents if problem.finish is None else problem.finish(result.latents)
+
+
+def _warm_center(problem: AttackProblem, centers: Tensor, known: Tensor) -> Callable[[int, Tensor], Tensor]:
+    """The first restart of a known example is centred on its remembered code; every other restart (and
+    the first of an unknown example) on the problem's own centre, drawn as before (the stream does not shift)."""
+    drawn = problem.restart_center
+
+    def center(restart: int, latents: Tensor) -> Tensor:
+        own = drawn(restart, latents) if drawn is not None else latents
+        if restart > 0:
+            return own
+        return torch.where(known.reshape(-1, *([1] * (own.ndim - 1))), centers.to(own), own)
+
+    return center

@@ -24,6 +24,7 @@ from torch_semaug._checks import (
 )
 from torch_semaug.attacks.adaptive import AdaptiveEps, smooth_labels
 from torch_semaug.attacks.guard import check_model, classifier_guard
+from torch_semaug.attacks.memory import AttackMemory
 from torch_semaug.attacks.pgd import NORMS
 from torch_semaug.generators.base import LatentGenerator, as_generator
 from torch_semaug.transforms.attack import AttackProblem, run_attack
@@ -65,6 +66,10 @@ class SemanticTransform(v2.Transform):
             returned as ``(B, num_classes)`` soft labels; ``0`` returns labels unchanged.
         num_classes: width of the soft labels; default: the classifier's logits width (or the soft
             labels' width when soft labels come in).
+        warm_start: per-example attack memory (adversarial modes; calls then need ``indices=``): each
+            example's attack starts from its last move, projected into the current ball (see
+            :mod:`torch_semaug.attacks.memory`); a submodule, saved in ``state_dict``, written only in
+            ``train()`` mode.
         **arguments: the mode-dependent arguments (budget, ``layers``/``mask``, subclass options).
     """
 
@@ -93,6 +98,7 @@ class SemanticTransform(v2.Transform):
         adaptive_eps: AdaptiveEps | None = None,
         label_smoothing: float = 0.0,
         num_classes: int | None = None,
+        warm_start: AttackMemory | None = None,
         **arguments: Any,
     ) -> None:
         super().__init__()
@@ -112,6 +118,8 @@ class SemanticTransform(v2.Transform):
         self.label_smoothing = float(label_smoothing)
         self.num_classes = num_classes
         self.mode = mode
+        self.warm_start = None
+        self.set_warm_start(warm_start)
         self.p = float(p)
         self.image_space = ImageSpace(mean, std, to_generator, from_generator)
         self.image_space.check_channels(generator.image_shape[0], type(generator).__name__)
@@ -161,6 +169,16 @@ class SemanticTransform(v2.Transform):
             check_int_at_least(num_classes, 2, "num_classes")
 
     # -- public API -----------------------------------------------------------------------------------
+
+    def set_warm_start(self, memory: AttackMemory | None) -> SemanticTransform:
+        """Attach (or with ``None`` detach) the per-example attack memory; returns ``self``."""
+        if memory is not None and not isinstance(memory, AttackMemory):
+            raise TypeError(f"warm_start: expected a torch_semaug.attacks.AttackMemory or None, got {describe(memory)}")
+        if memory is not None and self.mode in self.random_modes:
+            adversarial = [m for m in self.mode_defaults if m not in self.random_modes]
+            raise ValueError(f"warm_start: only adversarial modes {adversarial} attack, got mode={self.mode!r}")
+        self.warm_start = memory
+        return self
 
     def bind(self, model: nn.Module | None) -> SemanticTransform:
         """Attach the live classifier that adversarial modes attack (random modes never call it); returns
@@ -229,9 +247,10 @@ class SemanticTransform(v2.Transform):
     ) -> Tensor | None:
         indices = params.get("indices")
         if indices is None:
-            if self.adaptive_eps is not None and self.needs_model:
+            state = "adaptive_eps" if self.adaptive_eps is not None else "warm_start"
+            if (self.adaptive_eps is not None or self.warm_start is not None) and self.needs_model:
                 raise ValueError(
-                    "indices: adaptive_eps keeps one eps per dataset example; call t(x, y, indices=idx) with the "
+                    f"indices: {state} keeps state per dataset example; call t(x, y, indices=idx) with the "
                     "batch's dataset indices (torch_semaug.data.LatentDataset yields them)"
                 )
             return None
@@ -410,6 +429,8 @@ class SemanticTransform(v2.Transform):
         text = f"generator={type(self.generator).__name__}, " + ", ".join(f"{k}={v!r}" for k, v in fields.items())
         if self.adaptive_eps is not None:
             text += f", adaptive_eps=AdaptiveEps({self.adaptive_eps.extra_repr()})"
+        if self.warm_start is not None:
+            text += f", warm_start=AttackMemory({self.warm_start.extra_repr()})"
         return text
 
     def __repr__(self) -> str:

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from torch_semaug._checks import describe
 from torch_semaug.attacks.adaptive import AdaptiveEps
+from torch_semaug.attacks.memory import AttackMemory
 from torch_semaug.directions.directions import Directions
 from torch_semaug.directions.find import generator_provenance
 from torch_semaug.generators.base import LatentGenerator
@@ -65,7 +66,7 @@ class DirectionEdit(SemanticTransform):
         components: indices of the directions used (``None``: all of them).
         strength: ``(low, high)`` interval of every coefficient, in units of std.
         p, mean, std, to_generator, from_generator, keep_model_mode, rng, adaptive_eps, label_smoothing,
-            num_classes: see :class:`~torch_semaug.transforms.base.SemanticTransform`.
+            num_classes, warm_start: see :class:`~torch_semaug.transforms.base.SemanticTransform`.
     """
 
     mode_defaults = {
@@ -113,6 +114,7 @@ class DirectionEdit(SemanticTransform):
         adaptive_eps: AdaptiveEps | None = None,             # per-example eps grown until fooled (NaTra)
         label_smoothing: float = 0.0,                        # soft labels with mass label_smoothing * eps_i
         num_classes: int | None = None,                      # soft-label width (default: logits width)
+        warm_start: AttackMemory | None = None,              # each example starts from its last move
     ) -> None:
         as_stylegan(generator)
         if strength is not None and not (isinstance(strength, tuple | list) and len(strength) == 2
@@ -123,7 +125,7 @@ class DirectionEdit(SemanticTransform):
             random_start=random_start, early_stop=early_stop, norm=norm, targets=targets, layers=layers, mask=mask,
             components=components, strength=strength, p=p, mean=mean, std=std, to_generator=to_generator,
             from_generator=from_generator, keep_model_mode=keep_model_mode, rng=rng, adaptive_eps=adaptive_eps,
-            label_smoothing=label_smoothing, num_classes=num_classes,
+            label_smoothing=label_smoothing, num_classes=num_classes, warm_start=warm_start,
         )
         self.directions = self._check_directions(directions, generator)
         self.components = self._check_components(self.components, self.directions.n_components)
@@ -229,7 +231,7 @@ class DirectionEdit(SemanticTransform):
             return self._edit(z[:, :-k].view(-1, *latents.shape[1:]), z[:, -k:])
 
         return AttackProblem(start, mask=mask, decode=lambda z: ctx.decode(split(z)), radius=half_width,
-                             finish=split)
+                             finish=split, memory="point")
 
     def _repr_fields(self) -> dict[str, Any]:
         space = self.directions.provenance.get("space", "?")

@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from torch_semaug._checks import check_choice, check_finite
 from torch_semaug.attacks.adaptive import AdaptiveEps
+from torch_semaug.attacks.memory import AttackMemory
 from torch_semaug.attacks.pgd import project
 from torch_semaug.generators.base import LatentGenerator
 from torch_semaug.transforms.attack import AttackProblem
@@ -55,7 +56,7 @@ class FlowPerturb(SemanticTransform):
             CIFAR-10 images with black crop borders under R-LA). ``"keep"``: that example keeps its input
             image, a ``RuntimeWarning`` is issued and ``nonfinite_count`` counts it; ``"raise"``: error.
         p, mean, std, to_generator, from_generator, keep_model_mode, rng, adaptive_eps, label_smoothing,
-            num_classes: see :class:`~torch_semaug.transforms.base.SemanticTransform`.
+            num_classes, warm_start: see :class:`~torch_semaug.transforms.base.SemanticTransform`.
 
     Example:
         >>> rla = FlowPerturb(glow, mode="random")                          # eps 0.25, l-inf
@@ -100,13 +101,14 @@ class FlowPerturb(SemanticTransform):
         adaptive_eps: AdaptiveEps | None = None,         # per-example eps grown until fooled (adversarial)
         label_smoothing: float = 0.0,                    # soft labels with mass label_smoothing * eps_i
         num_classes: int | None = None,                  # soft-label width (default: logits width)
+        warm_start: AttackMemory | None = None,          # each example starts from its last move
     ) -> None:
         super().__init__(
             generator, model=model, mode=mode, eps=eps, step_size=step_size, steps=steps, restarts=restarts,
             random_start=random_start, early_stop=early_stop, norm=norm, targets=targets, mask=mask,
             on_nonfinite=on_nonfinite, p=p, mean=mean, std=std, to_generator=to_generator,
             from_generator=from_generator, keep_model_mode=keep_model_mode, rng=rng, adaptive_eps=adaptive_eps,
-            label_smoothing=label_smoothing, num_classes=num_classes,
+            label_smoothing=label_smoothing, num_classes=num_classes, warm_start=warm_start,
         )
         check_choice(self.on_nonfinite, ("keep", "raise"), "on_nonfinite")
         if self.norm == "none" and mode == "adversarial":

@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from torch_semaug._checks import check_positive
 from torch_semaug.attacks.adaptive import AdaptiveEps
+from torch_semaug.attacks.memory import AttackMemory
 from torch_semaug.generators.stylegan2 import as_stylegan
 from torch_semaug.transforms.attack import AttackProblem
 from torch_semaug.transforms.base import SemanticTransform
@@ -55,7 +56,7 @@ class LatentMix(SemanticTransform):
         mask: a bool mask over the flattened W+ latent instead of ``layers``.
         truncation_psi: truncation of the random ``map(z)`` codes (1: none).
         p, mean, std, to_generator, from_generator, keep_model_mode, rng, adaptive_eps, label_smoothing,
-            num_classes: see :class:`~torch_semaug.transforms.base.SemanticTransform`.
+            num_classes, warm_start: see :class:`~torch_semaug.transforms.base.SemanticTransform`.
     """
 
     mode_defaults = {
@@ -98,6 +99,7 @@ class LatentMix(SemanticTransform):
         adaptive_eps: AdaptiveEps | None = None,         # per-example eps grown until fooled (NaTra)
         label_smoothing: float = 0.0,                    # soft labels with mass label_smoothing * eps_i
         num_classes: int | None = None,                  # soft-label width (default: logits width)
+        warm_start: AttackMemory | None = None,          # each example starts from its last move
     ) -> None:
         super().__init__(
             as_stylegan(generator), model=model, mode=mode, eps=eps, step_size=step_size, steps=steps,
@@ -105,7 +107,7 @@ class LatentMix(SemanticTransform):
             relative_eps=relative_eps, on_failure=on_failure, layers=layers, mask=mask,
             truncation_psi=truncation_psi, p=p, mean=mean, std=std, to_generator=to_generator,
             from_generator=from_generator, keep_model_mode=keep_model_mode, rng=rng, adaptive_eps=adaptive_eps,
-            label_smoothing=label_smoothing, num_classes=num_classes,
+            label_smoothing=label_smoothing, num_classes=num_classes, warm_start=warm_start,
         )
         check_positive(self.truncation_psi, "truncation_psi")
 
@@ -124,5 +126,5 @@ class LatentMix(SemanticTransform):
     def _problem(self, latents: Tensor, radius: Tensor, ctx: MoveContext) -> AttackProblem:
         return AttackProblem(
             latents, mask=self._mask_on(latents), restart_center=lambda _, z: self.random_styles(z, ctx.rng),
-            bounds=self.generator.latent_bounds,
+            bounds=self.generator.latent_bounds, memory="center",
         )
