@@ -32,9 +32,10 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def run_argv(tmp_path: Path, experiment: str, epochs: int = 2) -> list[str]:
+def run_argv(tmp_path: Path, experiment: str, epochs: int = 2, *extra: str) -> list[str]:
     """Every random stream in play: the transform's selection and random start, dropout, RandAugment (python
-    and numpy random), random erasing and crops (torch), the shuffle; EMA and a train subset."""
+    and numpy random), random erasing and crops (torch), the shuffle; EMA and a train subset. ``extra``: more
+    flags (e.g. ``--semaug-warm-start``)."""
     save_generator(IdentityGenerator((3, 16, 16)), tmp_path / "identity.safetensors")
     return ["train", "--data-dir", str(tmp_path / "imgs"), "--train-subset", "0.75", "--model", "test_efficientnet",
             "--drop", "0.2", "--aa", "rand-m9-n1", "--reprob", "0.25", "--model-ema", "--model-ema-decay", "0.9",
@@ -42,7 +43,7 @@ def run_argv(tmp_path: Path, experiment: str, epochs: int = 2) -> list[str]:
             "--log-interval", "1", "--output", str(tmp_path / "runs"), "--experiment", experiment,
             "--semaug", "adversarial_latent_attack", "--semaug-generator", str(tmp_path / "identity.safetensors"),
             "--semaug-eps", "0.03", "--semaug-steps", "1", "--semaug-step-size", "0.01", "--semaug-p", "0.5",
-            "--semaug-kwargs", "random_start=true"]
+            "--semaug-kwargs", "random_start=true", *extra]
 
 
 def assert_same_weights(first: Path, second: Path) -> None:

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TRANSFORMS = [ts.LatentMix, ts.FlowPerturb, ts.DirectionEdit, ts.AdversarialLatentAttack]
 BUDGET = ("eps", "step_size", "steps", "restarts", "random_start", "early_stop", "norm", "targets")
 TAIL = ("p", "mean", "std", "to_generator", "from_generator", "keep_model_mode", "rng", "adaptive_eps",
-        "label_smoothing", "num_classes")
+        "label_smoothing", "num_classes", "warm_start")
 
 
 @pytest.mark.parametrize("cls", TRANSFORMS, ids=lambda c: c.__name__)

@@ -20,6 +20,7 @@ from tests.contract_cases import make_classifier
 from tests.flow_factories import smooth_images
 from torch_semaug.attacks import AttackMemory
 from torch_semaug.directions import find_directions
+from torch_semaug.generators import save_generator
 
 N = 6  # examples per batch
 INDICES = torch.tensor([4, 0, 9, 2, 7, 5])
@@ -226,3 +227,46 @@ def test_two_processes_merge_their_rows(tmp_path: Path):
     for state in states:
         assert bool(state["known"].all())
         assert torch.equal(state["moves"], expected.expand(8, 3))
+
+
+def test_killed_warm_start_run_resumes_exactly(tmp_path, capsys):
+    """`semaug train --semaug ... --semaug-warm-start` SIGKILLed in epoch 1 and resumed with --resume alone ends
+    with the uninterrupted run's weights and memory (which holds a move for every example it attacked)."""
+    from tests.test_train_resume import assert_same_weights, kill_during_epoch, run_argv
+    from tests.training_fixtures import make_image_folder
+    from torch_semaug.cli import main as cli_main
+    from torch_semaug.train.checkpoint import load_checkpoint
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the killed run is a one-thread subprocess
+    try:
+        make_image_folder(tmp_path / "imgs", per_class=8, size=16)
+        kill_during_epoch(run_argv(tmp_path, "killed", 2, "--semaug-warm-start"), epoch=1, batch=1)
+        run = tmp_path / "runs" / "killed"
+        assert cli_main(["train", "--resume", str(run / "last.pth")]) == 0
+        assert "warm_start=AttackMemory(num_examples=16" in capsys.readouterr().out  # the whole split's indices
+        assert cli_main(run_argv(tmp_path, "uninterrupted", 2, "--semaug-warm-start")) == 0
+    finally:
+        torch.set_num_threads(threads)
+    assert_same_weights(run / "last.pth", tmp_path / "runs" / "uninterrupted" / "last.pth")
+    resumed, straight = (load_checkpoint(path)["semaug_per_rank"][0] for path in
+                         (run / "last.pth", tmp_path / "runs" / "uninterrupted" / "last.pth"))
+    assert torch.equal(resumed["warm_start.moves"], straight["warm_start.moves"])
+    assert torch.equal(resumed["warm_start.known"], straight["warm_start.known"])
+    assert 0 < int(straight["warm_start.known"].sum()) <= 12  # p=0.5 of the 12 examples of the subset
+    assert straight["warm_start.moves"].shape == (16, 3 * 16 * 16)
+
+
+def test_train_flag_errors(tmp_path, capsys):
+    from tests.cli_helpers import assert_usage_error
+    from tests.test_train_resume import run_argv
+    from tests.training_fixtures import make_image_folder
+
+    make_image_folder(tmp_path / "imgs", per_class=2, size=16)
+    argv = run_argv(tmp_path, "x", 1)
+    plain = argv[:argv.index("--semaug")]
+    assert_usage_error([*plain, "--semaug-warm-start"], capsys, "--semaug-warm-start: given without --semaug NAME")
+    save_generator(shared_tiny_glow(), tmp_path / "glow.safetensors")
+    assert_usage_error([*plain, "--semaug", "flow_perturb", "--semaug-generator", str(tmp_path / "glow.safetensors"),
+                        "--semaug-warm-start"], capsys, "--semaug-warm-start: warm starts remember attacks",
+                       "choose --semaug-mode adversarial")

@@ -109,6 +109,8 @@ def add_semaug_args(parser: argparse.ArgumentParser) -> None:
         add(group, f"--semaug-{flag}", type=kind, help=f"the transform's {text} (default: the transform's)")
     add(group, "--semaug-kwargs", nargs="*", metavar="KEY=VALUE",
         help="further constructor arguments, values parsed as YAML, e.g. norm=l2 early_stop=true (default: none)")
+    add(group, "--semaug-warm-start", action="store_true", help="adversarial modes: each example's attack starts "
+        "from its move of the previous epoch (per-example memory on the host, saved in last.pth)")
 
 
 def add_run_args(parser: argparse.ArgumentParser) -> None:

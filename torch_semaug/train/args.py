@@ -83,6 +83,7 @@ class TrainConfig:
     semaug_mode: str | None = None
     semaug_restarts: int | None = None
     semaug_kwargs: dict[str, Any] = field(default_factory=dict)
+    semaug_warm_start: bool = False
     # run
     amp: bool = False
     amp_dtype: str = "bfloat16"
@@ -167,7 +168,7 @@ _FLOATS = {
     "semaug_eps": (lambda v: v >= 0, "a number >= 0", True),
     "semaug_step_size": (lambda v: v > 0, "a positive number", True),
 }
-_BOOLS = ("no_aug", "channels_last", "model_ema", "amp", "progress")
+_BOOLS = ("no_aug", "channels_last", "model_ema", "amp", "progress", "semaug_warm_start")
 
 
 def _integer(name: str, value: Any, low: int, optional: bool) -> None:

@@ -39,6 +39,7 @@ from torch_semaug.train.checkpoint import (
     write_metrics,
 )
 from torch_semaug.train.classifier_setup import (
+    attach_warm_start,
     build_model,
     build_semaug,
     compile_model,
@@ -175,6 +176,7 @@ def build_run(config: TrainConfig, state: dict[str, Any] | None) -> Run:
     semaug, cache = build_semaug(config, mean, std, rng)
     data = build_datasets(config, config.dataset, config.data_root, mean, std, img_size, cache,
                           index=semaug is not None)
+    attach_warm_start(config, semaug, data.train)
     mixup_fn = None
     if config.mixup > 0 or config.cutmix > 0:
         mixup_fn = Mixup(mixup_alpha=config.mixup, cutmix_alpha=config.cutmix, prob=config.mixup_prob,
@@ -235,6 +237,8 @@ def save(run: Run, next_epoch: int) -> None:
     from accelerate.utils import gather_object
 
     semaug = run.setup.semaug
+    if semaug is not None and semaug.warm_start is not None:
+        semaug.warm_start.sync()  # every rank then starts the next epoch with every rank's moves
     per_rank = gather_object([semaug.state_dict() if semaug is not None else {}])
     if not run.accelerator.is_main_process:
         return

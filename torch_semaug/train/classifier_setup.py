@@ -8,6 +8,7 @@ import warnings
 from typing import Any
 
 import torch
+from torch.utils.data import Dataset, Subset
 
 from torch_semaug.train.args import TrainConfig
 from torch_semaug.train.semaug_setup import FLAG_TO_KWARG, setup_semaug
@@ -134,8 +135,14 @@ def normalisation(config: TrainConfig, model: torch.nn.Module, in_chans: int) ->
 def build_semaug(config: TrainConfig, mean: tuple, std: tuple, rng: torch.Generator) -> tuple[Any, Any]:
     """The transform and latent cache of the ``semaug*`` options (``None, None`` without ``semaug``); an error
     about a transform argument (``mode: ...``) names the option that set it (``semaug_mode: ...``)."""
+    if config.semaug_warm_start and config.semaug is None:
+        raise ValueError("semaug_warm_start: given without --semaug NAME (an adversarial transform)")
     try:
-        return setup_semaug(config, mean, std, rng)
+        semaug, cache = setup_semaug(config, mean, std, rng)
+        if config.semaug_warm_start and not semaug.needs_model:
+            raise ValueError(f"semaug_warm_start: warm starts remember attacks; {type(semaug).__name__}"
+                             f"(mode={semaug.mode!r}) attacks nothing (choose --semaug-mode adversarial)")
+        return semaug, cache
     except ValueError as error:
         message = str(error)
         name = message.split(":", 1)[0]
@@ -145,3 +152,14 @@ def build_semaug(config: TrainConfig, mean: tuple, std: tuple, rng: torch.Genera
         elif config.semaug is not None and name in config.semaug_kwargs:
             message = f"semaug_kwargs: {message}"
         raise ValueError(message) from None
+
+
+def attach_warm_start(config: TrainConfig, semaug: Any, train: Dataset) -> None:
+    """With ``--semaug-warm-start``, give the transform an :class:`AttackMemory` over the training split's
+    dataset indices (those of the whole split when ``--train-subset`` takes part of it)."""
+    if not config.semaug_warm_start:
+        return
+    from torch_semaug.attacks import AttackMemory
+
+    split = train.dataset if isinstance(train, Subset) else train
+    semaug.set_warm_start(AttackMemory(len(split)))
