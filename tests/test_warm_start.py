@@ -270,3 +270,30 @@ def test_train_flag_errors(tmp_path, capsys):
     assert_usage_error([*plain, "--semaug", "flow_perturb", "--semaug-generator", str(tmp_path / "glow.safetensors"),
                         "--semaug-warm-start"], capsys, "--semaug-warm-start: warm starts remember attacks",
                        "choose --semaug-mode adversarial")
+
+
+@pytest.mark.slow  # one 2-process launch: about 30 s on 2 shared cores
+def test_two_training_processes_hold_every_rank_moves(tmp_path):
+    """`accelerate launch` with 2 CPU processes: each rank attacks its shard, the memory is merged before every
+    checkpoint, so both ranks' saved memories are equal and cover every example."""
+    from tests.test_distributed import LAUNCHERS, ROOT
+    from tests.training_fixtures import make_image_folder
+    from torch_semaug.train.checkpoint import load_checkpoint
+
+    make_image_folder(tmp_path / "imgs", per_class=7, size=16)  # 14 images
+    save_generator(ts.IdentityGenerator((3, 16, 16)), tmp_path / "identity.safetensors")
+    command = [
+        sys.executable, *LAUNCHERS["accelerate"], "-m", "torch_semaug.train",
+        "--dataset", f"folder:{tmp_path / 'imgs'}", "--model", "test_efficientnet", "--epochs", "1", "-b", "4",
+        "-j", "0", "--no-progress",
+        "--output", str(tmp_path / "runs"), "--experiment", "ddp", "--semaug", "adversarial_latent_attack",
+        "--semaug-generator", str(tmp_path / "identity.safetensors"), "--semaug-eps", "0.03", "--semaug-steps", "1",
+        "--semaug-step-size", "0.01", "--semaug-warm-start",
+    ]
+    env = os.environ | {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    first, second = load_checkpoint(tmp_path / "runs" / "ddp" / "last.pth")["semaug_per_rank"]
+    assert bool(first["warm_start.known"].all())  # 14 examples, 7 per rank, all merged
+    assert torch.equal(first["warm_start.moves"], second["warm_start.moves"])
+    assert float(first["warm_start.moves"].abs().max()) > 0
