@@ -297,3 +297,15 @@ def test_two_training_processes_hold_every_rank_moves(tmp_path):
     assert bool(first["warm_start.known"].all())  # 14 examples, 7 per rank, all merged
     assert torch.equal(first["warm_start.moves"], second["warm_start.moves"])
     assert float(first["warm_start.moves"].abs().max()) > 0
+
+
+def test_benchmark_smoke_writes_every_arm(tmp_path):
+    from benchmarks import warm_start
+
+    warm_start.main(["--scale", "smoke", "--seeds", "0,1", "--methods", "pixel_at,advmix", "--out", str(tmp_path)])
+    text = (tmp_path / "warm_start_smoke.md").read_text()
+    for method in ("advmix", "pixel_at"):
+        for arm, passes in (("full", 5), ("fifth", 1), ("fifth+warm", 1)):
+            row = next(line for line in text.splitlines() if line.startswith(f"| {method} | {arm} |"))
+            assert f"| {passes} |" in row and row.count("(n=2)") == 2
+        assert f"- {method}: fifth+warm" in text and "one sd of full" in text
