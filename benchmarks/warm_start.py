@@ -125,6 +125,70 @@ def verdicts(results: dict, methods: list[str]) -> list[str]:
     return lines
 
 
+class _FirstCall(torch.nn.Module):
+    """The classifier, keeping the images of its first call: the point an attack starts from."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner, self.first = inner, None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.first is None:
+            self.first = x.detach()
+        return self.inner(x)
+
+
+VIEWS = {  # the un-augmented image, a horizontal flip, and a crop of the 4-px padded image shifted by (2, -3)
+    "same": lambda x: x,
+    "flip": lambda x: x.flip(-1),
+    "crop": lambda x: torch.nn.functional.pad(x, (4, 4, 4, 4))[..., 6:6 + x.shape[-2], 1:1 + x.shape[-1]],
+}
+
+
+def transfer(args: argparse.Namespace) -> list[str]:
+    """Item 2: A-LA offsets found on the un-augmented image, reused on a flipped / cropped view of it.
+
+    Per view: the classifier's loss where a 1-step attack starts (cold: A-LA's random start; warm: the stored
+    offset, projected) and after the full 3 steps, and the cosine between the stored offset and the offset a
+    fresh attack finds on that view."""
+    from torch_semaug.generators import load_generator
+
+    n, steps = (32, 3) if args.scale == "smoke" else (256, 300)
+    from benchmarks.cifar_lowdata import load_split  # CIFAR-10 (smoke without --data-root: synthetic stand-ins)
+
+    images, labels = load_split(args, "train", n if args.scale == "smoke" else 5000)
+    model = train(small_cnn(10), "flips_crops", images, labels, steps=steps, batch=64, seed=args.seeds[0],
+                  num_classes=10, desc="classifier")
+    images, labels, idx = images[:n], labels[:n], torch.arange(n)
+    flow = load_generator(args.flow)
+
+    def attack(x: torch.Tensor, memory: ts.AttackMemory | None, attack_steps: int, train_mode: bool) -> tuple:
+        recorder = _FirstCall(model)
+        t = ts.FlowPerturb(flow, model=recorder, mode="adversarial", steps=attack_steps, warm_start=memory,
+                           rng=torch.Generator().manual_seed(args.seeds[0])).train(train_mode)
+        out = t(x, labels, indices=idx)[0]
+        with torch.no_grad():
+            loss = lambda v: torch.nn.functional.cross_entropy(model(v), labels).item()  # noqa: E731
+            return loss(recorder.first), loss(out)
+
+    stored = ts.AttackMemory(n)
+    attack(images, stored, 3, True)
+    rows = []
+    for view, fn in VIEWS.items():
+        x = fn(images)
+        cold_start, cold_end = attack(x, None, 3, False)
+        warm_start, warm_end = attack(x, stored, 3, False)
+        fresh = ts.AttackMemory(n)
+        attack(x, fresh, 3, True)
+        both = stored.known & fresh.known  # a row forgotten (non-finite decode) has no offset to compare
+        cosine = torch.nn.functional.cosine_similarity(stored.moves[both], fresh.moves[both], dim=1).mean().item()
+        rows.append([view, cold_start, warm_start, cold_end, warm_end, cosine])
+    header = ["view", "loss at start, cold", "loss at start, warm", "loss after 3 steps, cold",
+              "loss after 3 steps, warm", "cos(stored offset, fresh offset)"]
+    return [f"## Transfer under flips/crops (A-LA through `{Path(args.flow).name}`, {n} images, classifier trained "
+            f"{steps} steps with flips/crops)", "", table(header, rows)]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--scale", choices=tuple(SETTINGS), default="smoke")
@@ -132,6 +196,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--generator", default=str(GENERATOR), help="Color-MNIST StyleGAN2 (default: the bundled)")
     parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated subset of {METHODS}")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds of the classifiers")
+    parser.add_argument("--transfer", action="store_true", help="only measure how A-LA offsets transfer to a "
+                        "flipped / cropped view (issue 16 item 2)")
+    parser.add_argument("--flow", default="benchmarks/checkpoints/glow-cifar10-cpu.safetensors",
+                        help="--transfer: the CIFAR-10 Glow")
     add_run_arguments(parser)
     args = parse_run_args(parser, argv)
     args.seeds = [int(v) for v in args.seeds.split(",")]
@@ -140,6 +208,10 @@ def main(argv: list[str] | None = None) -> None:
         raise ValueError(f"methods: expected a comma-separated subset of {','.join(METHODS)}, got {args.methods}")
     args.out.mkdir(parents=True, exist_ok=True)
     s, start = SETTINGS[args.scale], time.time()
+    if args.transfer:
+        name = f"warm_start_transfer{'' if args.scale == 'cpu' else '_' + args.scale}.md"
+        write_results(args.out / name, "Warm starts under flips and crops", start, transfer(args), [])
+        return
     path = args.out / f"warm_start{'' if args.scale == 'cpu' else '_' + args.scale}.md"
     intro = (f"Scale `{args.scale}`: Color-MNIST Figure 7 at sigma {s['sigma']}, {s['train']} training / {s['test']} "
              f"test digits, {s['steps']} Adam steps of {s['batch']}, half of each batch attacked; AdvMix "

@@ -309,3 +309,13 @@ def test_benchmark_smoke_writes_every_arm(tmp_path):
             row = next(line for line in text.splitlines() if line.startswith(f"| {method} | {arm} |"))
             assert f"| {passes} |" in row and row.count("(n=2)") == 2
         assert f"- {method}: fifth+warm" in text and "one sd of full" in text
+
+
+def test_a_non_finite_move_is_forgotten():
+    """A flow whose inverse overflowed leaves a NaN latent: that example must start from scratch next time."""
+    memory = AttackMemory(4)
+    memory.ensure_width(2, "test")
+    memory.store(torch.tensor([0, 1]), torch.tensor([[1.0, 2.0], [3.0, 4.0]]))
+    memory.store(torch.tensor([1, 2]), torch.tensor([[float("nan"), 0.0], [5.0, float("inf")]]))
+    assert memory.known.tolist() == [True, False, False, False]
+    assert torch.equal(memory.moves, torch.tensor([[1.0, 2.0], [0, 0], [0, 0], [0, 0]]))

@@ -90,12 +90,17 @@ class AttackMemory(nn.Module):
 
     @torch.no_grad()
     def store(self, indices: Tensor, rows: Tensor) -> None:
-        """Remember ``rows`` ``(b, width)`` as the last moves of ``indices`` (a repeated index: the last row)."""
+        """Remember ``rows`` ``(b, width)`` as the last moves of ``indices`` (a repeated index: the last row).
+
+        A row that is not finite (a flow's inverse overflowed during the attack) is forgotten instead: that
+        example's next attack starts from scratch."""
         idx = self.check_indices(indices)
         if rows.shape != (idx.numel(), self.width):
             raise ValueError(f"rows: expected shape ({idx.numel()}, {self.width}), got {describe(rows)}")
-        self.moves[idx] = rows.detach().to(self.moves.device, self.moves.dtype)
-        self.known[idx] = True
+        rows = rows.detach().to(self.moves.device, self.moves.dtype)
+        finite = torch.isfinite(rows).all(1)
+        self.moves[idx] = torch.where(finite[:, None], rows, torch.zeros_like(rows))
+        self.known[idx] = finite
         self._written[idx] = True
 
     @torch.no_grad()
