@@ -257,6 +257,21 @@ def test_killed_warm_start_run_resumes_exactly(tmp_path, capsys):
     assert straight["warm_start.moves"].shape == (16, 3 * 16 * 16)
 
 
+def test_a_run_without_warm_starts_resumes_with_them(tmp_path, capsys):
+    from tests.test_train_resume import run_argv
+    from tests.training_fixtures import make_image_folder
+    from torch_semaug.cli import main as cli_main
+    from torch_semaug.train.checkpoint import load_checkpoint
+
+    make_image_folder(tmp_path / "imgs", per_class=4, size=16)
+    assert cli_main(run_argv(tmp_path, "plain", 1)) == 0
+    last = tmp_path / "runs" / "plain" / "last.pth"
+    assert "warm_start.known" not in load_checkpoint(last)["semaug_per_rank"][0]
+    assert cli_main(["train", "--resume", str(last), "--epochs", "2", "--semaug-warm-start"]) == 0
+    assert "--semaug-warm-start True (checkpoint: False)" in capsys.readouterr().out
+    assert int(load_checkpoint(last)["semaug_per_rank"][0]["warm_start.known"].sum()) > 0
+
+
 def test_train_flag_errors(tmp_path, capsys):
     from tests.cli_helpers import assert_usage_error
     from tests.test_train_resume import run_argv

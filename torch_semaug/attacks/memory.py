@@ -133,6 +133,8 @@ class AttackMemory(nn.Module):
         self._written.zero_()
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        if prefix + "moves" not in state_dict and prefix + "known" not in state_dict:
+            return  # the state of a run without warm starts (resumed with them): the memory starts empty
         # the width is set by the first attack; a fresh memory takes the width of the state it loads
         moves = state_dict.get(prefix + "moves")
         if isinstance(moves, Tensor) and moves.ndim == 2 and self.width == 0 and moves.shape[0] == self.num_examples:
