@@ -1,95 +1,147 @@
 """Warm starts (issue 16): does 1/5 of the adversarial steps with per-example memory match the full budget?
 
-Color-MNIST, Figure 7 at one training-colour std (the AdvMix paper's setting, small CNN, unbiased test set),
-three arms per method, each over the same seeds and batches:
+Two settings of the papers, three arms per method, each over the same seeds and batches:
 
-* ``full``: the budget from scratch (AdvMix: ``restarts x steps``; pixel AT: ``steps``);
-* ``fifth``: 1/5 of the steps (at least 1) from scratch;
-* ``fifth+warm``: 1/5 of the steps, each example's attack starting from its last move
-  (:class:`~torch_semaug.attacks.AttackMemory`; AdvMix: the first restart is centred on the code found last
-  time, the others still drawn from the prior).
+* Color-MNIST, Figure 7 at one training-colour std (the AdvMix paper; small CNN, unbiased test set):
+  ``advmix`` (the bundled StyleGAN2, 5 restarts x 7 steps) and ``pixel_at`` (eps 0.1);
+* CIFAR-10 5 % (the flow paper, as ``benchmarks/cifar_lowdata.py`` trains it): ``ala`` (A-LA through the
+  Glow, 3 steps, after flips/crops; the offsets transfer approximately under them, see ``--transfer``).
 
-Reported: unbiased test accuracy (%) and training wall time (s), mean ± sample sd over seeds, and each arm's
-time as a fraction of ``full``'s. The Markdown file is rewritten after every (arm, seed), so a stopped run
-leaves what it measured. ``--scale smoke`` runs on synthetic strokes in seconds (the tests)::
+Arms: ``full``: the budget from scratch; ``fifth``: 1/5 of the steps (at least 1: A-LA's 3 become 1) from
+scratch; ``fifth+warm``: the same, each example's attack starting from its last move
+(:class:`~torch_semaug.attacks.AttackMemory`; AdvMix: the first restart is centred on the code found last
+time, the others still drawn from the prior). Step sizes stay those of the full budget.
+
+Reported: test accuracy (%) and training wall time (s), mean ± sample sd over seeds, each arm's time as a
+fraction of ``full``'s, and whether ``fifth+warm`` is within one sd of ``full``. The Markdown file is rewritten
+after every (method, arm, seed), so a stopped run leaves what it measured. ``--scale smoke`` runs on
+synthetic data in seconds (the tests). ``--transfer`` measures item 2 instead (A-LA offsets reused on a
+flipped / cropped view)::
 
     python -m benchmarks.warm_start --scale smoke
     python -m benchmarks.warm_start --scale cpu --data-root $SEMAUG_DATA --seeds 0,1,2
+    python -m benchmarks.warm_start --scale cpu --transfer
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch import nn
 
 import torch_semaug as ts
 from benchmarks._bench import add_run_arguments, fmt_mean_sd, mean_sd, parse_run_args, stack, table, write_results
 from benchmarks.color_mnist import color_mnist
-from torch_semaug.train.quick import Method, accuracy, invert, small_cnn, train
+from torch_semaug.generators import load_generator
+from torch_semaug.train.quick import Method, accuracy, cifar_resnet, flips_crops, invert, small_cnn, then, train
 
 GENERATOR = Path(ts.__file__).parent / "assets" / "colormnist32_stylegan2.safetensors"
-METHODS = ("advmix", "pixel_at")
+FLOW = "benchmarks/checkpoints/glow-cifar10-cpu.safetensors"
+METHODS = ("advmix", "pixel_at", "ala")
 ARMS = ("full", "fifth", "fifth+warm")
-SETTINGS = {  # AdvMix: the paper's 5 restarts x 7 steps at cpu scale too; only the data and steps shrink
+SETTINGS = {  # the papers' attack budgets at cpu scale too (AdvMix 5 x 7, A-LA 3 steps); data and training shrink
     "smoke": dict(train=64, test=64, steps=4, batch=16, encoder="learned:2", sigma=0.1, restarts=1, adv_steps=5,
-                  at_steps=5),
+                  at_steps=5, ala_steps=3, cifar_train=32, cifar_test=16, epochs=1, cifar_batch=16, blocks=(1, 1),
+                  width=4),
     "cpu": dict(train=5000, test=2000, steps=400, batch=64, encoder="learned:300", sigma=0.05, restarts=5,
-                adv_steps=7, at_steps=10),
+                adv_steps=7, at_steps=10, ala_steps=3, cifar_train=2500, cifar_test=10000, epochs=8,
+                cifar_batch=128, blocks=(1, 1, 1), width=16),
 }
+
+
+@dataclass
+class Task:
+    """One method's data, classifier, training recipe and attack (built per arm, model and seed)."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    test: tuple[torch.Tensor, torch.Tensor]
+    model: Callable[[], nn.Module]
+    recipe: dict
+    attack: Callable[[str, nn.Module, int], Method]
 
 
 def arm_steps(full: int, arm: str) -> int:
     return full if arm == "full" else max(1, full // 5)
 
 
-def make_attack(method: str, arm: str, s: dict, model: torch.nn.Module, seed: int, images: torch.Tensor,
-                codes: torch.Tensor | None, generator: ts.StyleGAN2) -> Method:
-    """The batch augmentation of ``method`` in ``arm``; ``train`` hands it the batch's dataset indices. Step
-    sizes stay those of the full budget (as ATTA's): fewer steps reach less far from scratch."""
-    memory = ts.AttackMemory(len(images)) if arm.endswith("+warm") else None
-    rng = torch.Generator().manual_seed(seed + 1)
-    if method == "advmix":
-        attack = ts.LatentMix(generator, model=model, mode="adversarial", steps=arm_steps(s["adv_steps"], arm),
-                              restarts=s["restarts"], p=0.5, rng=rng, warm_start=memory)
-        return lambda x, y, idx: attack(x, y, latents=codes[idx], indices=idx)
-    attack = ts.AdversarialLatentAttack(ts.IdentityGenerator(tuple(images.shape[1:])), model=model, eps=0.1,
-                                        step_size=0.1 / 4, steps=arm_steps(s["at_steps"], arm), random_start=True,
-                                        p=0.5, rng=rng, warm_start=memory)
-    return lambda x, y, idx: attack(x, y, indices=idx)
+def color_mnist_task(method: str, args: argparse.Namespace, s: dict) -> Task:
+    """Figure 7 at one sigma: AdvMix (the bundled StyleGAN2, W+ codes inverted once) or pixel AT (eps 0.1).
+    Step sizes stay those of the full budget (as ATTA's): fewer steps reach less far from scratch."""
+    images, labels = stack(color_mnist(args, s["train"], True, "biased", s["sigma"]))
+    test = stack(color_mnist(args, s["test"], False, "uniform", 0.0))
+    generator = ts.StyleGAN2.load(args.generator) if method == "advmix" else None
+    codes = invert(generator, images, s["encoder"], seed=args.seeds[0]) if method == "advmix" else None
+
+    def attack(arm: str, model: nn.Module, seed: int) -> Method:
+        memory = ts.AttackMemory(len(images)) if arm.endswith("+warm") else None
+        rng = torch.Generator().manual_seed(seed + 1)
+        if method == "advmix":
+            mix = ts.LatentMix(generator, model=model, mode="adversarial", steps=arm_steps(s["adv_steps"], arm),
+                               restarts=s["restarts"], p=0.5, rng=rng, warm_start=memory)
+            return lambda x, y, idx: mix(x, y, latents=codes[idx], indices=idx)
+        pgd = ts.AdversarialLatentAttack(ts.IdentityGenerator(tuple(images.shape[1:])), model=model, eps=0.1,
+                                         step_size=0.1 / 4, steps=arm_steps(s["at_steps"], arm), random_start=True,
+                                         p=0.5, rng=rng, warm_start=memory)
+        return lambda x, y, idx: pgd(x, y, indices=idx)
+
+    return Task(images, labels, test, lambda: small_cnn(10), dict(steps=s["steps"], batch=s["batch"]), attack)
+
+
+def cifar_task(args: argparse.Namespace, s: dict) -> Task:
+    """CIFAR-10 5 % (the official first 2,500 images) as benchmarks/cifar_lowdata.py trains it: flips/crops
+    once, then A-LA through the Glow on the whole batch (flow-lp's p), a CIFAR-style ResNet, SGD."""
+    from benchmarks.cifar_lowdata import MILESTONES, load_split
+
+    images, labels = load_split(args, "train", s["cifar_train"])
+    test = load_split(args, "test", s["cifar_test"])
+    flow = load_generator(args.flow)
+
+    def attack(arm: str, model: nn.Module, seed: int) -> Method:
+        memory = ts.AttackMemory(len(images)) if arm.endswith("+warm") else None
+        ala = ts.FlowPerturb(flow, model=model, mode="adversarial", steps=arm_steps(s["ala_steps"], arm),
+                             rng=torch.Generator().manual_seed(seed + 1), warm_start=memory)
+        return then(flips_crops(images.shape[-1]), lambda x, y, idx: ala(x, y, indices=idx))
+
+    steps = math.ceil(s["epochs"] * len(images) / s["cifar_batch"])
+    recipe = dict(steps=steps, batch=s["cifar_batch"], optimizer="sgd", lr=0.1, weight_decay=5e-4,
+                  milestones=MILESTONES)
+    return Task(images, labels, test, lambda: cifar_resnet(10, blocks=s["blocks"], width=s["width"]), recipe, attack)
 
 
 def passes(method: str, arm: str, s: dict) -> int:
     """Generator + classifier passes per attacked example (without early stop)."""
     if method == "advmix":
         return s["restarts"] * arm_steps(s["adv_steps"], arm)
-    return arm_steps(s["at_steps"], arm)
+    return arm_steps(s["ala_steps" if method == "ala" else "at_steps"], arm)
 
 
-def run(args: argparse.Namespace, s: dict, report) -> dict:
-    generator = ts.StyleGAN2.load(args.generator)
-    images, labels = stack(color_mnist(args, s["train"], True, "biased", s["sigma"]))
-    test = stack(color_mnist(args, s["test"], False, "uniform", 0.0))
-    codes = invert(generator, images, s["encoder"], seed=args.seeds[0]) if "advmix" in args.methods else None
-    indices = torch.arange(len(images))  # what train() hands each method, batch by batch: dataset indices
+def run(args: argparse.Namespace, s: dict, report: Callable[[dict], None]) -> dict:
+    """Every (method, arm, seed): train, time it, test; ``report`` after each."""
     results: dict = {}
     for method in args.methods:
+        task = cifar_task(args, s) if method == "ala" else color_mnist_task(method, args, s)
+        indices = torch.arange(len(task.images))  # what train() hands each method, batch by batch
         for arm in ARMS:
             for seed in args.seeds:
-                model = small_cnn(10)
-                model(images[:2])  # materialise the lazy layer before the attack binds it
-                attack = make_attack(method, arm, s, model, seed, images, codes, generator)
+                torch.manual_seed(seed)
+                model = task.model()
+                model(task.images[:2])  # materialise lazy layers before the attack binds the model
+                method_fn = task.attack(arm, model, seed)
                 tic = time.perf_counter()
-                train(model, attack, images, labels, steps=s["steps"], batch=s["batch"], seed=seed,
-                      latents=indices, desc=f"{method} {arm} seed {seed}")
+                train(model, method_fn, task.images, task.labels, seed=seed, latents=indices,
+                      desc=f"{method} {arm} seed {seed}", **task.recipe)
                 seconds = time.perf_counter() - tic
-                acc = accuracy(model, *test)
                 cell = results.setdefault((method, arm), {"acc": [], "s": []})
-                cell["acc"].append(acc)
+                cell["acc"].append(accuracy(model, *task.test))
                 cell["s"].append(seconds)
-                print(f"  {method} {arm} seed {seed}: {acc:.2f} % in {seconds:.1f} s", flush=True)
+                print(f"  {method} {arm} seed {seed}: {cell['acc'][-1]:.2f} % in {seconds:.1f} s", flush=True)
                 report(results)
     return results
 
@@ -106,7 +158,7 @@ def render(results: dict, s: dict, methods: list[str]) -> str:
             ratio = f"{mean_sd(cell['s'])[0] / mean_sd(full['s'])[0]:.2f}" if full else "–"
             rows.append([method, arm, passes(method, arm, s), fmt_mean_sd(cell["acc"]), fmt_mean_sd(cell["s"]),
                          ratio])
-    header = ["method", "arm", "passes / example", "unbiased test acc. (%)", "train wall time (s)", "time / full"]
+    header = ["method", "arm", "passes / example", "test acc. (%)", "train wall time (s)", "time / full"]
     return table(header, rows)
 
 
@@ -151,8 +203,6 @@ def transfer(args: argparse.Namespace) -> list[str]:
     Per view: the classifier's loss where a 1-step attack starts (cold: A-LA's random start; warm: the stored
     offset, projected) and after the full 3 steps, and the cosine between the stored offset and the offset a
     fresh attack finds on that view."""
-    from torch_semaug.generators import load_generator
-
     n, steps = (32, 3) if args.scale == "smoke" else (256, 300)
     from benchmarks.cifar_lowdata import load_split  # CIFAR-10 (smoke without --data-root: synthetic stand-ins)
 
@@ -198,8 +248,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds of the classifiers")
     parser.add_argument("--transfer", action="store_true", help="only measure how A-LA offsets transfer to a "
                         "flipped / cropped view (issue 16 item 2)")
-    parser.add_argument("--flow", default="benchmarks/checkpoints/glow-cifar10-cpu.safetensors",
-                        help="--transfer: the CIFAR-10 Glow")
+    parser.add_argument("--flow", default=FLOW, help="the CIFAR-10 Glow (A-LA, --transfer)")
     add_run_arguments(parser)
     args = parse_run_args(parser, argv)
     args.seeds = [int(v) for v in args.seeds.split(",")]
@@ -213,10 +262,12 @@ def main(argv: list[str] | None = None) -> None:
         write_results(args.out / name, "Warm starts under flips and crops", start, transfer(args), [])
         return
     path = args.out / f"warm_start{'' if args.scale == 'cpu' else '_' + args.scale}.md"
-    intro = (f"Scale `{args.scale}`: Color-MNIST Figure 7 at sigma {s['sigma']}, {s['train']} training / {s['test']} "
-             f"test digits, {s['steps']} Adam steps of {s['batch']}, half of each batch attacked; AdvMix "
-             f"{s['restarts']} restarts (eps 0.03, W+ by `{s['encoder']}`), pixel AT eps 0.1 with random start; "
-             f"seeds {args.seeds}; cells mean ± sample sd.")
+    intro = (f"Scale `{args.scale}`: Color-MNIST Figure 7 at sigma {s['sigma']} (advmix, pixel_at: unbiased test "
+             f"accuracy), {s['train']} training / {s['test']} test digits, {s['steps']} Adam steps of {s['batch']}, "
+             f"half of each batch attacked; AdvMix {s['restarts']} restarts (eps 0.03, W+ by `{s['encoder']}`), "
+             f"pixel AT eps 0.1 with random start. CIFAR-10 (ala: test accuracy): the first {s['cifar_train']} "
+             f"training images, {s['cifar_test']} test images, {s['epochs']} epochs of SGD at batch "
+             f"{s['cifar_batch']}, flips/crops then A-LA on every image. Seeds {args.seeds}; cells mean ± sample sd.")
 
     def report(results: dict) -> None:
         write_results(path, "Warm starts: 1/5 of the attack steps from each example's last move", start,

@@ -317,10 +317,10 @@ def test_two_training_processes_hold_every_rank_moves(tmp_path):
 def test_benchmark_smoke_writes_every_arm(tmp_path):
     from benchmarks import warm_start
 
-    warm_start.main(["--scale", "smoke", "--seeds", "0,1", "--methods", "pixel_at,advmix", "--out", str(tmp_path)])
+    warm_start.main(["--scale", "smoke", "--seeds", "0,1", "--out", str(tmp_path)])
     text = (tmp_path / "warm_start_smoke.md").read_text()
-    for method in ("advmix", "pixel_at"):
-        for arm, passes in (("full", 5), ("fifth", 1), ("fifth+warm", 1)):
+    for method, full in (("advmix", 5), ("pixel_at", 5), ("ala", 3)):
+        for arm, passes in (("full", full), ("fifth", 1), ("fifth+warm", 1)):
             row = next(line for line in text.splitlines() if line.startswith(f"| {method} | {arm} |"))
             assert f"| {passes} |" in row and row.count("(n=2)") == 2
         assert f"- {method}: fifth+warm" in text and "one sd of full" in text
