@@ -334,3 +334,18 @@ def test_a_non_finite_move_is_forgotten():
     memory.store(torch.tensor([1, 2]), torch.tensor([[float("nan"), 0.0], [5.0, float("inf")]]))
     assert memory.known.tolist() == [True, False, False, False]
     assert torch.equal(memory.moves, torch.tensor([[1.0, 2.0], [0, 0], [0, 0], [0, 0]]))
+
+
+def test_advmix_codes_stay_within_eps_of_their_prior_draw_across_epochs():
+    # AdvMix remembers the prior draw and the code found around it: carried over many "epochs", the code
+    # stays in the eps ball of the first draw (a centre-only memory would let it wander eps further each time)
+    memory, eps = AttackMemory(12), 0.2
+    _attack("latent_mix", memory, restarts=1, eps=eps, step_size=0.1)
+    first_draw = memory.moves[INDICES].chunk(2, dim=1)[0].clone()
+    for _ in range(3):
+        _attack("latent_mix", memory, restarts=1, eps=eps, steps=4, step_size=0.1)  # could leave the ball
+        draw, code = memory.moves[INDICES].chunk(2, dim=1)
+        assert torch.equal(draw, first_draw)
+        assert (code - draw).abs().max() <= eps + 1e-6
+    width = 3 * shared_tiny_stylegan2().w_dim  # fine layers 3..5 of the 16 px generator
+    assert memory.width == 2 * width and memory.bytes_per_example() == 4 * 2 * width + 1

@@ -43,12 +43,15 @@ class AttackResult:
             (examples that were never evaluated at their returned latent count as not fooled).
         classifier_calls: classifier forward passes made.
         examples_processed: examples summed over those forward passes (what early stop saves).
+        centers: ``(B, *latent_shape)`` the centre of the ball the returned latent lies in (its restart's
+            ``restart_center``; the input latents without restart centres).
     """
 
     latents: Tensor
     fooled: Tensor
     classifier_calls: int
     examples_processed: int
+    centers: Tensor
 
 
 def latent_mask(mask: Tensor | slice | None, latent_shape: torch.Size, device: torch.device) -> Tensor | None:
@@ -315,7 +318,7 @@ def latent_pgd(
             logits = forward(latents, labels, hard)
         labels = hard = logits.argmax(1)
 
-    best = latents.clone()
+    best, best_center = latents.clone(), latents.clone()
     best_fooled = torch.zeros(batch, dtype=torch.bool, device=latents.device)
     best_loss = torch.full((batch,), -torch.inf, device=latents.device)
     for restart in range(restarts):
@@ -340,7 +343,7 @@ def latent_pgd(
         for step in range(steps + 1):
             final = step == steps
             if final and not evaluate:
-                best[active] = z
+                best[active], best_center[active] = z, center
                 break
             with torch.enable_grad():
                 z_var = z.detach().requires_grad_(not final)
@@ -355,14 +358,15 @@ def latent_pgd(
                 )
                 idx = active[better]
                 best[idx], best_fooled[idx], best_loss[idx] = z[better], fooled[better], loss[better]
+                best_center[idx] = center[better]
                 break
             if early_stop and bool(fooled.any()):
                 idx = active[fooled]
-                best[idx], best_fooled[idx] = z[fooled], True
+                best[idx], best_fooled[idx], best_center[idx] = z[fooled], True, center[fooled]
                 keep = ~fooled
                 active, z, grad, center = active[keep], z[keep], grad[keep], center[keep]
                 eps_a, step_a, y, y_hard = eps_a[keep], step_a[keep], y[keep], y_hard[keep]
                 if active.numel() == 0:
                     break
             z = project(ascent_step(z.detach(), grad, step_a, norm, mask_t), center, eps_a, norm, bounds)
-    return AttackResult(best, best_fooled, calls, processed)
+    return AttackResult(best, best_fooled, calls, processed, best_center)

@@ -34,8 +34,10 @@ class AttackProblem:
         finish: maps the attacked ``start``-shaped latents to the generator's latents (``None``: as is).
         memory: what a warm start remembers of the masked entries of the result: ``"offset"`` (from
             ``start``; the next attack starts at ``start + offset``), ``"point"`` (the entries themselves:
-            DirectionEdit's coefficients) or ``"center"`` (the entries, used as the first restart's centre
-            instead of a prior draw: AdvMix's code).
+            DirectionEdit's coefficients) or ``"center"`` (AdvMix: the centre of the ball the result came
+            from, a prior draw, and the code found in it; the next attack's first restart is centred on that
+            draw again and starts at that code, so a remembered code never drifts more than eps from a prior
+            draw however many epochs it is carried).
     """
 
     start: Tensor
@@ -50,11 +52,21 @@ class AttackProblem:
     def _entries(self) -> Tensor | None:
         return None if self.mask is None else self.mask.to(self.start.device).reshape(-1)
 
-    def to_rows(self, latents: Tensor) -> Tensor:
-        """The ``(b, width)`` memory rows of attacked ``start``-shaped ``latents``."""
-        moved = latents - self.start if self.memory == "offset" else latents
-        entries, flat = self._entries(), moved.flatten(1)
+    def _take(self, latents: Tensor) -> Tensor:
+        entries, flat = self._entries(), latents.flatten(1)
         return flat if entries is None else flat[:, entries]
+
+    def width(self) -> int:
+        """Values per memory row."""
+        moved = self._take(self.start[:1]).shape[1]
+        return 2 * moved if self.memory == "center" else moved
+
+    def to_rows(self, latents: Tensor, centers: Tensor) -> Tensor:
+        """The ``(b, width)`` memory rows of attacked ``start``-shaped ``latents`` found in balls around
+        ``centers``."""
+        if self.memory == "center":
+            return torch.cat([self._take(centers), self._take(latents)], 1)
+        return self._take(latents - self.start if self.memory == "offset" else latents)
 
     def from_rows(self, rows: Tensor) -> Tensor:
         """``start`` with the masked entries set from memory rows (offsets added, points or centres put)."""
@@ -78,12 +90,12 @@ def run_attack(transform: Any, latents: Tensor, labels: Tensor, ctx: MoveContext
     memory = transform.warm_start if ctx.indices is not None else None
     warm, restart_center = None, problem.restart_center
     if memory is not None:
-        memory.ensure_width(problem.to_rows(problem.start).shape[1], type(transform).__name__)
+        memory.ensure_width(problem.width(), type(transform).__name__)
         rows, known = memory.recall(ctx.indices, problem.start)
         if problem.memory == "center":
-            restart_center = _warm_center(problem, problem.from_rows(rows), known)
-        else:
-            warm = (problem.from_rows(rows), known)
+            centers, rows = rows.chunk(2, dim=1)
+            restart_center = _warm_center(problem, problem.from_rows(centers), known)
+        warm = (problem.from_rows(rows), known)
     result = latent_pgd(
         problem.decode or ctx.decode, ctx.classifier, problem.start, labels,
         eps=radius if problem.radius is None else problem.radius, step_size=step, steps=transform.steps,
@@ -93,7 +105,7 @@ def run_attack(transform: Any, latents: Tensor, labels: Tensor, ctx: MoveContext
         warm_start=warm,
     )
     if memory is not None and transform.training:
-        memory.store(ctx.indices, problem.to_rows(result.latents))
+        memory.store(ctx.indices, problem.to_rows(result.latents, result.centers))
     ctx.fooled = result.fooled.detach()
     if nominal:
         ctx.keep_input = ~ctx.fooled  # AdvMix, Algorithm 2: the nominal input when nothing fools
@@ -101,7 +113,7 @@ def run_attack(transform: Any, latents: Tensor, labels: Tensor, ctx: MoveContext
 
 
 def _warm_center(problem: AttackProblem, centers: Tensor, known: Tensor) -> Callable[[int, Tensor], Tensor]:
-    """The first restart of a known example is centred on its remembered code; every other restart (and
+    """The first restart of a known example is centred on its remembered prior draw; every other restart (and
     the first of an unknown example) on the problem's own centre, drawn as before (the stream does not shift)."""
     drawn = problem.restart_center
 
