@@ -16,6 +16,7 @@ by writing a function that takes a :class:`Setup` and returns :class:`Row` s, an
 from __future__ import annotations
 
 import argparse
+import copy
 import datetime
 import platform
 import resource
@@ -46,6 +47,7 @@ class Setup:
     labels: torch.Tensor
     steps: int
     repeats: int
+    train_step_seconds: float  # one SGD step of the classifier on the batch: what a user's epoch costs anyway
 
 
 @dataclass
@@ -284,6 +286,27 @@ def build_model(name: str, channels: int, num_classes: int) -> nn.Module:
     return timm.create_model(name, num_classes=num_classes, in_chans=channels)
 
 
+def time_train_step(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, repeats: int) -> float:
+    """Median seconds of one classifier training step (forward, backward, SGD update) on a copy of ``model``."""
+    model = copy.deepcopy(model).train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        F.cross_entropy(model(images), labels).backward()
+        optimizer.step()
+
+    step()  # warm-up
+    times = []
+    for _ in range(repeats):
+        _sync(images.device)
+        start = time.perf_counter()
+        step()
+        _sync(images.device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def make_setup(scale: str, device: str, seed: int = 0, *, model_name: str | None = None, batch: int | None = None,
                steps: int | None = None, repeats: int | None = None) -> Setup:
     """The scale's classifier, batch, steps and repeats; any of them overridden when given."""
@@ -296,7 +319,8 @@ def make_setup(scale: str, device: str, seed: int = 0, *, model_name: str | None
     images = torch.rand(batch, 3, size, size, device=dev)
     with torch.no_grad(), ts.classifier_guard(model) as inner:
         labels = inner(images).argmax(1)  # every example starts correctly classified: early stop has work
-    return Setup(scale, dev, model_name, model, images, labels, steps, repeats)
+    return Setup(scale, dev, model_name, model, images, labels, steps, repeats,
+                 time_train_step(model, images, labels, repeats))
 
 
 def markdown(rows: list[Row], setup: Setup, command: str, wall: float) -> str:
@@ -309,13 +333,17 @@ def markdown(rows: list[Row], setup: Setup, command: str, wall: float) -> str:
         f"{torch.get_num_threads()} threads, device {setup.device}; torch {torch.__version__}",
         f"- classifier: {setup.model_name}, batch {batch}, {size}x{size} px; median of {setup.repeats} interleaved "
         f"repeats; wall time {wall:.0f} s",
+        f"- one classifier training step (forward, backward, SGD) on the same batch: "
+        f"{setup.train_step_seconds * 1e3:.1f} ms; 'x train step' is a transform's time per batch in those units",
         "",
-        "| transform | configuration | time / batch (ms) | floor (ms) | floor is | ratio | peak memory |",
-        "|---|---|---:|---:|---|---:|---|",
+        "| transform | configuration | time / batch (ms) | floor (ms) | floor is | ratio | x train step "
+        "| peak memory |",
+        "|---|---|---:|---:|---|---:|---:|---|",
     ]
     for row in rows:
         lines.append(f"| {row.transform} | {row.config} | {row.seconds * 1e3:.1f} | {row.floor_seconds * 1e3:.1f} "
-                     f"| {row.floor} | {row.ratio:.3f} | {row.peak_memory} |")
+                     f"| {row.floor} | {row.ratio:.3f} | {row.seconds / setup.train_step_seconds:.1f} "
+                     f"| {row.peak_memory} |")
     return "\n".join(lines) + "\n"
 
 
@@ -339,7 +367,8 @@ def main(argv: list[str] | None = None) -> list[Row]:
         case_rows = CASES[name](setup)
         rows += case_rows
         for row in case_rows:  # report as cases finish: a long run stopped early keeps what it measured
-            print(f"{row.transform} | {row.config} | ratio {row.ratio:.3f}", flush=True)
+            print(f"{row.transform} | {row.config} | ratio {row.ratio:.3f} | "
+                  f"{row.seconds / setup.train_step_seconds:.1f} x train step", flush=True)
         if args.out:
             write_text_atomic(args.out, markdown(rows, setup, command, time.perf_counter() - start))
     print(markdown(rows, setup, command, time.perf_counter() - start))
