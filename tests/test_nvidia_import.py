@@ -306,9 +306,9 @@ def test_convert_writes_safetensors_that_load_the_same(tmp_path, capsys):
     converted = load_generator(out, kind="stylegan2")
     _assert_same_generator(converted, g)
     assert converted.config() == load_generator(source).config()
-    assert_usage_error(["convert", source, out], capsys, "exists; pass --overwrite")
+    assert_usage_error(["convert", source, out], capsys, "OUT: ", "exists; pass --overwrite")
     assert run_semaug(["convert", source, out, "--overwrite"], capsys).code == 0
-    assert_usage_error(["convert", tmp_path / "missing.pkl", tmp_path / "x.safetensors"], capsys, "missing.pkl")
+    assert_usage_error(["convert", tmp_path / "missing.pkl", tmp_path / "x.safetensors"], capsys, "IN: ", "missing.pkl")
 
 
 @pytest.mark.parametrize("module, name", [("dnnlib.util", "EasyDict"), ("torch._utils", "_rebuild_tensor_v2"),

@@ -52,7 +52,8 @@ class SemaugParser(argparse.ArgumentParser):
 
 
 def flag_names(parser: argparse.ArgumentParser) -> dict[str, str]:
-    """``dest`` -> the flag a user types (the longest option string), over ``parser`` and its subparsers."""
+    """``dest`` -> the flag a user types (the longest option string; a positional's metavar), over ``parser``
+    and its subparsers."""
     names: dict[str, str] = {}
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
@@ -60,6 +61,8 @@ def flag_names(parser: argparse.ArgumentParser) -> dict[str, str]:
                 names.update(flag_names(child))
         elif action.option_strings:
             names.setdefault(action.dest, max(action.option_strings, key=len))
+        elif isinstance(action.metavar, str):
+            names.setdefault(action.dest, action.metavar)
     return names
 
 

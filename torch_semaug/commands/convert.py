@@ -23,8 +23,11 @@ def run(args: argparse.Namespace) -> int:
 
     if os.path.exists(args.destination) and not args.overwrite:
         raise ValueError(f"destination: {args.destination!r} exists; pass --overwrite to replace it")
-    source_format = checkpoint_format(args.source)
-    generator = load_generator(args.source)
+    try:
+        source_format = checkpoint_format(args.source)
+        generator = load_generator(args.source)
+    except (ValueError, OSError) as error:  # the loader names its argument "path"; here it is IN
+        raise ValueError(f"source: {str(error).removeprefix('path: ')}") from None
     save_generator(generator, args.destination, converted_from=f"{source_format}: {os.path.basename(args.source)}")
     shape = "x".join(map(str, generator.image_shape))
     print(f"wrote {args.destination}: {type(generator).__name__} {shape}, latent {tuple(generator.latent_shape)} "
