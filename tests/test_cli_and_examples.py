@@ -38,11 +38,8 @@ def test_unknown_subcommand_fails() -> None:
 
 
 def test_speed_benchmark_smoke(tmp_path) -> None:
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        import speed
-    finally:
-        sys.path.pop(0)
+    from benchmarks import speed
+
     out = tmp_path / "speed.md"
     rows = speed.main(["--scale", "smoke", "--cases", "adversarial_latent_attack", "--out", str(out)])
     assert {r.transform for r in rows} == {"adversarial_latent_attack"}

@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _import(name: str):
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        return __import__(name)
-    finally:
-        sys.path.pop(0)
 
 
 def test_speed_case_direction_edit(tmp_path) -> None:
-    speed = _import("speed")
+    from benchmarks import speed
+
     rows = speed.main(["--scale", "smoke", "--cases", "direction_edit", "--out", str(tmp_path / "s.md")])
     assert [r.transform for r in rows] == ["direction_edit", "direction_edit"]
     assert all(r.seconds > 0 and r.floor_seconds > 0 for r in rows)
@@ -28,7 +16,8 @@ def test_speed_case_direction_edit(tmp_path) -> None:
 
 @pytest.mark.slow
 def test_discovery_timing(tmp_path) -> None:
-    bench = _import("speed_directions")
+    from benchmarks import speed_directions as bench
+
     rows = bench.main(["--num-samples", "300", "--n-components", "3", "--out", str(tmp_path / "d.md")])
     assert {m for m, _, _ in rows} >= {"pca", "umap"} and all(t > 0 for _, _, t in rows)
     assert "| pca | w |" in (tmp_path / "d.md").read_text()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,9 +10,6 @@ import torch
 
 import torch_semaug as ts
 from tests.conftest import make_tiny_stylegan2
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 ONE_THREAD = ["--threads", "1"]  # tiny ops: on a busy 2-core machine two threads stall each other
 
