@@ -54,3 +54,8 @@ def existing_file(text: str) -> str:
         what = "a directory" if os.path.isdir(text) else "nothing"
         raise argparse.ArgumentTypeError(f"expected an existing file, got {text!r} ({what} there)")
     return text
+
+
+def reason(error: Exception) -> str:
+    """A loader's error message without its ``path:`` prefix, for a command that names its own flag instead."""
+    return str(error).removeprefix("path: ")

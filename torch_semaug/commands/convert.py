@@ -19,6 +19,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from torch_semaug.commands._types import reason
     from torch_semaug.generators.io import checkpoint_format, load_generator, save_generator
 
     if os.path.exists(args.destination) and not args.overwrite:
@@ -27,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
         source_format = checkpoint_format(args.source)
         generator = load_generator(args.source)
     except (ValueError, OSError) as error:  # the loader names its argument "path"; here it is IN
-        raise ValueError(f"source: {str(error).removeprefix('path: ')}") from None
+        raise ValueError(f"source: {reason(error)}") from None
     save_generator(generator, args.destination, converted_from=f"{source_format}: {os.path.basename(args.source)}")
     shape = "x".join(map(str, generator.image_shape))
     print(f"wrote {args.destination}: {type(generator).__name__} {shape}, latent {tuple(generator.latent_shape)} "

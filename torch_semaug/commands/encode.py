@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from torch_semaug.commands._types import device as device_type
-from torch_semaug.commands._types import existing_file, non_negative_int, positive_int
+from torch_semaug.commands._types import existing_file, non_negative_int, positive_int, reason
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -70,7 +70,7 @@ def load_generator_flag(path: str, kind: str | None, device: str | torch.device)
         generator = load_generator(path, device=device)
     except (ValueError, OSError) as error:
         raise ValueError(
-            f"generator: expected a readable generator checkpoint, got {path!r} ({_reason(error)})"
+            f"generator: expected a readable generator checkpoint, got {path!r} ({reason(error)})"
         ) from None
     found = getattr(generator, "generator_kind", None)
     if kind is not None and found != kind:
@@ -114,11 +114,6 @@ def _first_collated(transform, samples):
     from torch.utils.data import default_collate
 
     return transform(default_collate(samples)[0])
-
-
-def _reason(error: Exception) -> str:
-    """A library error's message without its ``path:`` prefix (the flag is named by the caller)."""
-    return str(error).removeprefix("path: ")
 
 
 def _init_distributed() -> tuple[int, int, bool]:
@@ -177,7 +172,7 @@ def _encode(args: argparse.Namespace, out: Path, rank: int, world: int) -> int:
         try:
             generator.attach_encoder(encoder_from_spec(args.encoder, generator, batch_size=args.batch_size))
         except ValueError as error:
-            raise ValueError(f"encoder: cannot use {args.encoder!r}: {_reason(error)}") from None
+            raise ValueError(f"encoder: cannot use {args.encoder!r}: {reason(error)}") from None
     say(f"encoding {len(dataset)} images of {args.dataset} ({args.split}) with {type(generator).__name__} into "
         f"{args.out}" + (f" ({world} processes)" if world > 1 else ""))
     try:
@@ -186,7 +181,7 @@ def _encode(args: argparse.Namespace, out: Path, rank: int, world: int) -> int:
     except (ValueError, OSError) as error:
         if not str(error).startswith("path: "):
             raise
-        raise ValueError(f"out: {_reason(error)}") from None  # the cache directory is --out
+        raise ValueError(f"out: {reason(error)}") from None  # the cache directory is --out
     info = cache.info()
     say(f"latent cache: {cache.path} shape={cache.shape} generator={info['generator']} "
         f"encoder={info['encoder']['class']}")
