@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -38,10 +39,17 @@ from benchmarks._bench import (
     write_results,
 )
 from torch_semaug.data.color_mnist import ColorMNIST
-from torch_semaug.train.quick import accuracy, invert, small_cnn, train
+from torch_semaug.train.quick import Method, accuracy, invert, small_cnn, train
 
 PARTS = ("fig7", "table1", "table2")
-FIG7_METHODS = ("nominal", "mixup:0.2", "pixel_at", "randmix", "advmix")
+FIG7_METHODS = ("nominal", "mixup:0.2", "pixel_at", "randmix", "advmix", "natra")
+GENERATOR_METHODS = ("randmix", "advmix", "advmix-rel", "natra")  # the rows that need a StyleGAN2
+REL_EPS = 0.2  # AdvMix's eps relative to the generator's W spread (0.03 absolute is 0.038 of the shipped G's)
+#: ``advmix-rel``: AdvMix with eps and step in units of ``latent_spread`` (the paper's 0.03 is absolute)
+METHOD_KWARGS = {"advmix-rel": ("advmix", dict(adv_eps=REL_EPS, adv_relative=True))}
+#: NaTra on Color-MNIST (no paper has it): adversarial coefficients on 10 PCA directions of W on the fine
+#: layers, each example's radius grown by rho until fooled (NaTra 3.4.3), labels smoothed by c * eps_i
+NATRA = dict(components=10, steps=5, start=0.25, rho=0.05, eps_max=2.0, smoothing=0.1)
 RGB = torch.eye(3)
 CLAIM_HEADER = ["setting", "claim", "difference", "in pooled sds", "verdict"]
 PAPER_TABLE2 = {"unbiased": ("88.55", "85.07"), "red99": ("83.18", "85.02"), "red999": ("53.56", "85.00")}
@@ -53,6 +61,7 @@ SETTINGS = {  # scale -> sizes (cpu: MNIST subsets and a reduced AdvMix budget; 
     "paper": dict(train=60000, test=10000, steps=10000, batch=128, encoder="optimize:200",
                   sigmas=[0.0, 0.02, 0.05, 0.1, 0.2, 0.3], adv_steps=7, adv_restarts=5, at_steps=7),
 }
+Report = Callable[[], None]  # rewrites the results file with what has finished so far
 
 
 def cnn10() -> nn.Module:
@@ -84,20 +93,42 @@ def rgb_colors(dataset: ColorMNIST, red_fraction: float | None, seed: int) -> Co
     return dataset
 
 
-def run_methods(args, s, methods, make_model, images, labels, test, generator) -> dict[str, list[float]]:
-    """Test accuracy (%) of each method, one value per seed of ``--seeds`` (the W+ codes are computed once)."""
+def natra_method(generator: ts.StyleGAN2, model: nn.Module, codes: torch.Tensor, seed: int) -> Method:
+    """NaTra's training augmentation (:data:`NATRA`) as a ``(x, y, indices)`` method over the codes ``codes``."""
+    directions = ts.find_directions(generator, "pca", n_components=NATRA["components"], num_samples=5000,
+                                    seed=0, progress=False)
+    edit = ts.DirectionEdit(
+        generator, directions=directions, model=model, mode="adversarial", layers=generator.fine_layers,
+        steps=NATRA["steps"], p=0.5, rng=torch.Generator().manual_seed(seed + 1), label_smoothing=NATRA["smoothing"],
+        adaptive_eps=ts.AdaptiveEps(len(codes), start=NATRA["start"], rho=NATRA["rho"], eps_max=NATRA["eps_max"]),
+    )
+    return lambda x, y, idx: edit(x, y, latents=codes[idx], indices=idx)
+
+
+def run_methods(args, s, methods, make_model, data, generator, out: dict[str, list[float]], report: Report) -> None:
+    """Append the test accuracy (%) of each method and seed of ``--seeds`` to ``out[method]``, calling
+    ``report`` after each; the W+ codes of the training images are computed once."""
+    images, labels, test = data
     latents = invert(generator, images, s["encoder"], seed=args.seeds[0]) if generator is not None and \
-        any(m in ("randmix", "advmix") for m in methods) else None
-    out: dict[str, list[float]] = {m: [] for m in methods}
+        set(methods) & set(GENERATOR_METHODS) else None
     for method in methods:
+        name, kwargs = METHOD_KWARGS.get(method, (method, {}))
         for seed in args.seeds:
             t0 = time.time()
-            model = train(make_model(), method, images, labels, steps=s["steps"], batch=s["batch"], seed=seed,
-                          num_classes=10, latents=latents, generator=generator, at_eps=0.1, at_steps=s["at_steps"],
-                          adv_steps=s["adv_steps"], adv_restarts=s["adv_restarts"], desc=f"{method} seed {seed}")
-            out[method].append(accuracy(model, *test))
+            torch.manual_seed(seed)  # the same initial weights for every method at a seed
+            model = make_model()
+            model(images[:2])  # materialise lazy layers before an attack binds the model
+            common = dict(steps=s["steps"], batch=s["batch"], seed=seed, desc=f"{method} seed {seed}")
+            if method == "natra":
+                train(model, natra_method(generator, model, latents, seed), images, labels,
+                      latents=torch.arange(len(images)), **common)
+            else:
+                train(model, name, images, labels, num_classes=10, latents=latents, generator=generator, at_eps=0.1,
+                      at_steps=s["at_steps"], adv_steps=s["adv_steps"], adv_restarts=s["adv_restarts"], **common,
+                      **kwargs)
+            out.setdefault(method, []).append(accuracy(model, *test))
             print(f"  {method} seed {seed}: {out[method][-1]:.2f} % ({time.time() - t0:.0f} s)", flush=True)
-    return out
+            report()
 
 
 def claims(results: dict[str, list[float]], order: list[str], label: str) -> list[list[object]]:
@@ -105,21 +136,28 @@ def claims(results: dict[str, list[float]], order: list[str], label: str) -> lis
     return [[label, *row] for row in ordering_rows(results, order)]
 
 
-def figure7(args, s) -> tuple[str, dict[float, dict[str, float]]]:
+def figure7(args, s, curves: dict[float, dict[str, list[float]]], report: Report) -> None:
+    """Fill ``curves[sigma][method]`` with per-seed accuracies (the plot is redrawn after each sigma)."""
     generator = ts.StyleGAN2.load(args.generator) if args.generator else None
-    methods = [m for m in FIG7_METHODS if generator is not None or m not in ("randmix", "advmix")]
+    methods = [m for m in FIG7_METHODS if generator is not None or m not in GENERATOR_METHODS]
     test = stack(color_mnist(args, s["test"], False, "uniform", 0.0))
-    curves, checks = {}, []
     for sigma in s["sigmas"]:
         print(f"Figure 7, sigma {sigma}", flush=True)
         images, labels = stack(color_mnist(args, s["train"], True, "biased", sigma))
-        curves[sigma] = run_methods(args, s, methods, cnn10, images, labels, test, generator)
-        checks += claims(curves[sigma], ["advmix", "randmix"], f"sigma {sigma}")
-    rows = [[m] + [fmt_mean_sd(curves[sig][m]) for sig in s["sigmas"]] for m in methods]
-    text = table(["method"] + [f"sigma {sig}" for sig in s["sigmas"]], rows)
-    if generator is not None:
+        run_methods(args, s, methods, cnn10, (images, labels, test), generator, curves.setdefault(sigma, {}), report)
+        plot_figure7({sig: {m: mean_sd(v)[0] for m, v in c.items()} for sig, c in curves.items()}, args.png)
+
+
+def render_figure7(curves: dict[float, dict[str, list[float]]]) -> str:
+    sigmas = list(curves)
+    methods = list(dict.fromkeys(m for c in curves.values() for m in c))
+    rows = [[m] + [fmt_mean_sd(curves[sig].get(m, [])) for sig in sigmas] for m in methods]
+    text = table(["method"] + [f"sigma {sig}" for sig in sigmas], rows)
+    checks = [row for sig in sigmas for row in claims(curves[sig], ["advmix", "randmix"], f"sigma {sig}")
+              if "advmix" in curves[sig]]
+    if checks:
         text += "\n\nThe paper's AdvMix >= RandMix:\n\n" + table(CLAIM_HEADER, checks)
-    return text, {sig: {m: mean_sd(v)[0] for m, v in c.items()} for sig, c in curves.items()}
+    return text
 
 
 def plot_figure7(curves: dict[float, dict[str, float]], path: Path) -> None:
@@ -143,31 +181,57 @@ def plot_figure7(curves: dict[float, dict[str, float]], path: Path) -> None:
     plt.close(fig)
 
 
-def table1(args, s) -> str:
+def table1(args, s, results: dict[str, dict[str, list[float]]], report: Report) -> None:
     test = stack(color_mnist(args, s["test"], False, "uniform", 0.0))
     images, labels = stack(color_mnist(args, s["train"], True, "biased", 0.1))
-    rows = []
     for name, path in (spec.split("=", 1) for spec in args.table1):
         print(f"Table 1, generator {name}", flush=True)
-        acc = run_methods(args, s, ("randmix", "advmix"), cnn10, images, labels, test, ts.StyleGAN2.load(path))
-        rows.append([name, fmt_mean_sd(acc["randmix"]), fmt_mean_sd(acc["advmix"])])
+        run_methods(args, s, ("randmix", "advmix"), cnn10, (images, labels, test), ts.StyleGAN2.load(path),
+                    results.setdefault(name, {}), report)
+
+
+def render_table1(results: dict[str, dict[str, list[float]]]) -> str:
+    rows = [[name, fmt_mean_sd(acc.get("randmix", [])), fmt_mean_sd(acc.get("advmix", []))]
+            for name, acc in results.items()]
     return table(["StyleGAN2 trained on", "RandMix (%)", "AdvMix (%)"], rows)
 
 
-def table2(args, s) -> str:
-    test_set = rgb_colors(color_mnist(args, s["test"], False, "uniform", 0.0), None, seed=1)
-    test = stack(test_set)
+def table2(args, s, results: dict[str, dict[str, list[float]]], flips: dict[str, tuple[float, float]],
+           report: Report) -> None:
+    """Nominal, then per generator: how often its eps balls flip the dominant colour, and RandMix, AdvMix at
+    the paper's absolute eps and AdvMix at :data:`REL_EPS` of the generator's spread."""
+    from benchmarks.latent_spread import changed_fraction
+
+    test = stack(rgb_colors(color_mnist(args, s["test"], False, "uniform", 0.0), None, seed=1))
     images, labels = stack(rgb_colors(color_mnist(args, s["train"], True, "biased", 0.0), 1.0, seed=0))
-    nominal = run_methods(args, s, ("nominal",), linear, images, labels, test, None)["nominal"]
-    rows, checks = [["nominal (no generator)", fmt_mean_sd(nominal), "", "", ""]], []
+    data = (images, labels, test)
+    run_methods(args, s, ("nominal",), linear, data, None, results.setdefault("nominal (no generator)", {}), report)
     for name, path in (spec.split("=", 1) for spec in args.table2):
         print(f"Table 2, generator {name}", flush=True)
-        acc = run_methods(args, s, ("randmix", "advmix"), linear, images, labels, test, ts.StyleGAN2.load(path))
-        rows.append([name, fmt_mean_sd(acc["randmix"]), fmt_mean_sd(acc["advmix"]),
-                     *PAPER_TABLE2.get(name, ("", ""))])
-        checks += claims(acc, ["advmix", "randmix"], name)
-    return (table(["StyleGAN2 trained on", "RandMix (%)", "AdvMix (%)", "paper RandMix", "paper AdvMix"], rows)
-            + "\n\nThe paper's AdvMix > RandMix (85.00 vs 53.56 at 99.9 % red):\n\n" + table(CLAIM_HEADER, checks))
+        generator = ts.StyleGAN2.load(path)
+        codes = generator.sample_latent(200, torch.Generator().manual_seed(0))
+        flips[name] = (changed_fraction(generator, codes, 0.03, False, s["adv_steps"]),
+                       changed_fraction(generator, codes, REL_EPS, True, s["adv_steps"]))
+        run_methods(args, s, ("randmix", "advmix", "advmix-rel"), linear, data, generator,
+                    results.setdefault(name, {}), report)
+
+
+def render_table2(results: dict[str, dict[str, list[float]]], flips: dict[str, tuple[float, float]],
+                  steps: int) -> str:
+    rows = [[name, *(fmt_mean_sd(acc.get(m, [])) for m in ("nominal", "randmix", "advmix", "advmix-rel")),
+             *PAPER_TABLE2.get(name, ("", ""))] for name, acc in results.items()]
+    header = ["StyleGAN2 trained on", "nominal (%)", "RandMix (%)", "AdvMix, eps 0.03 (%)",
+              f"AdvMix, eps {REL_EPS} x spread (%)", "paper RandMix", "paper AdvMix"]
+    flip_rows = [[name, f"{a:.0%}", f"{r:.0%}"] for name, (a, r) in flips.items()]
+    checks = [row for name, acc in results.items() if "randmix" in acc
+              for order in (["advmix", "randmix"], ["advmix-rel", "randmix"]) for row in claims(acc, order, name)]
+    return "\n\n".join([
+        table(header, rows),
+        f"How often a {steps}-step search in the ball flips the dominant stroke colour of 200 generated digits "
+        "(`benchmarks/latent_spread.py`: AdvMix's fine layers, l-inf):",
+        table(["generator", "eps 0.03 (absolute)", f"eps {REL_EPS} x spread"], flip_rows),
+        "The paper's AdvMix > RandMix (85.00 vs 53.56 at 99.9 % red):",
+        table(CLAIM_HEADER, checks)])
 
 
 def export_rgb(args) -> None:
@@ -222,25 +286,36 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         raise ValueError(f"only: expected a comma-separated subset of {','.join(PARTS)}, got {args.only!r}")
     suffix = "" if args.scale == "cpu" else f"_{args.scale}"
-    sections = [f"Scale `{args.scale}`: {s['train']} training / {s['test']} test digits, {s['steps']} Adam steps "
-                f"of {s['batch']}, W+ by `{s['encoder']}`, AdvMix {s['adv_restarts']} restarts x {s['adv_steps']} "
-                f"steps (eps 0.03), pixel AT eps 0.1 x {s['at_steps']} steps, half of each batch augmented; seeds "
-                f"{args.seeds}, cells mean ± sample sd.", ""]
-    if "fig7" in parts:
-        text, curves = figure7(args, s)
-        png = args.out / f"color_mnist_fig7{suffix}.png"
-        plot_figure7(curves, png)
-        sections += ["## Figure 7: unbiased test accuracy (%) vs training colour std", "", text, "",
-                     f"![Figure 7]({png.name})", "",
-                     "Paper (Fig. 7, read from the plot): RandMix and AdvMix stay far above nominal, mixup and "
-                     "AT at small sigma.", ""]
-    if "table1" in parts and args.table1:
-        sections += ["## Table 1: generator trained on differently biased digits", "", table1(args, s), ""]
-    if "table2" in parts and args.table2:
-        sections += ["## Table 2: red-only training digits, linear classifier, R/G/B test digits", "",
-                     table2(args, s), ""]
     name = "color_mnist" + ("" if parts == set(PARTS) else "_" + "_".join(p for p in PARTS if p in parts))
-    write_results(args.out / f"{name}{suffix}.md", "Color-MNIST (AdvMix paper)", start, sections, [])
+    args.png = args.out / f"color_mnist_fig7{suffix}.png"
+    intro = (f"Scale `{args.scale}`: {s['train']} training / {s['test']} test digits, {s['steps']} Adam steps of "
+             f"{s['batch']}, W+ by `{s['encoder']}`, AdvMix {s['adv_restarts']} restarts x {s['adv_steps']} steps "
+             f"(eps 0.03, step 0.005; `advmix-rel`: eps {REL_EPS}, step {REL_EPS / 6:.4f}, both x the generator's "
+             f"W spread), pixel AT eps 0.1 x {s['at_steps']} steps, NaTra {NATRA}, half of each batch augmented; "
+             f"seeds {args.seeds}, cells mean ± sample sd over the seeds finished.")
+    fig7, tab1, tab2, flips = {}, {}, {}, {}
+
+    def report() -> None:
+        sections = [intro, ""]
+        if fig7:
+            sections += ["## Figure 7: unbiased test accuracy (%) vs training colour std", "", render_figure7(fig7),
+                         "", f"![Figure 7]({args.png.name})", "",
+                         "Paper (Fig. 7, read from the plot): RandMix and AdvMix stay far above nominal, mixup "
+                         "and AT at small sigma. NaTra (`natra`) is not in the paper.", ""]
+        if tab1:
+            sections += ["## Table 1: generator trained on differently biased digits", "", render_table1(tab1), ""]
+        if tab2:
+            sections += ["## Table 2: red-only training digits, linear classifier, R/G/B test digits", "",
+                         render_table2(tab2, flips, s["adv_steps"]), ""]
+        write_results(args.out / f"{name}{suffix}.md", "Color-MNIST (AdvMix paper)", start, sections, [])
+
+    if "fig7" in parts:
+        figure7(args, s, fig7, report)
+    if "table1" in parts and args.table1:
+        table1(args, s, tab1, report)
+    if "table2" in parts and args.table2:
+        table2(args, s, tab2, flips, report)
+    report()
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ generated digits: the argmax over R, G, B of the mean colour of the stroke pixel
 It reports the fraction of samples whose dominant colour changed, for absolute eps and for eps relative to
 ``G.latent_spread`` (``relative_eps=True``). A measurement, not a test::
 
-    python benchmarks/latent_spread.py --samples 200
+    python -m benchmarks.latent_spread --samples 200
 """
 
 from __future__ import annotations

@@ -38,6 +38,7 @@ from torch import nn
 import torch_semaug as ts
 from benchmarks._bench import add_run_arguments, fmt_mean_sd, mean_sd, parse_run_args, stack, table, write_results
 from benchmarks.color_mnist import color_mnist
+from torch_semaug.commands._types import positive_int
 from torch_semaug.generators import load_generator
 from torch_semaug.train.quick import Method, accuracy, cifar_resnet, flips_crops, invert, small_cnn, then, train
 
@@ -128,8 +129,8 @@ def run(args: argparse.Namespace, s: dict, report: Callable[[dict], None]) -> di
     for method in args.methods:
         task = cifar_task(args, s) if method == "ala" else color_mnist_task(method, args, s)
         indices = torch.arange(len(task.images))  # what train() hands each method, batch by batch
-        for arm in ARMS:
-            for seed in args.seeds:
+        for seed in args.seeds:  # seeds outermost: a stopped run has every arm of the seeds it finished
+            for arm in ARMS:
                 torch.manual_seed(seed)
                 model = task.model()
                 model(task.images[:2])  # materialise lazy layers before the attack binds the model
@@ -249,6 +250,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--transfer", action="store_true", help="only measure how A-LA offsets transfer to a "
                         "flipped / cropped view (issue 16 item 2)")
     parser.add_argument("--flow", default=FLOW, help="the CIFAR-10 Glow (A-LA, --transfer)")
+    parser.add_argument("--steps", type=positive_int, default=None,
+                        help="Adam steps of the Color-MNIST classifiers (default: the scale's)")
     add_run_arguments(parser)
     args = parse_run_args(parser, argv)
     args.seeds = [int(v) for v in args.seeds.split(",")]
@@ -257,6 +260,8 @@ def main(argv: list[str] | None = None) -> None:
         raise ValueError(f"methods: expected a comma-separated subset of {','.join(METHODS)}, got {args.methods}")
     args.out.mkdir(parents=True, exist_ok=True)
     s, start = SETTINGS[args.scale], time.time()
+    if args.steps is not None:
+        s = dict(s, steps=args.steps)
     if args.transfer:
         name = f"warm_start_transfer{'' if args.scale == 'cpu' else '_' + args.scale}.md"
         write_results(args.out / name, "Warm starts under flips and crops", start, transfer(args), [])

@@ -38,9 +38,31 @@ def test_color_mnist_smoke(tmp_path, stylegan32):
         assert f"| {method} |" in text
     assert "| red99 |" in text and "83.18" in text  # the paper's numbers stand beside ours
     assert "(n=3)" in text and "| red99 | advmix > randmix |" in text  # 3 seeds, the ordering checked
+    assert "| red99 | advmix-rel > randmix |" in text  # AdvMix with eps relative to the W spread too
+    assert "flips the dominant stroke colour" in text and "eps 0.2 x spread" in text
     assert (tmp_path / "color_mnist_fig7_smoke.png").stat().st_size > 1000
     with pytest.raises(ValueError, match="only: expected a comma-separated subset of fig7,table1,table2"):
         color_mnist.main(["--only", "fig8", "--out", str(tmp_path)])
+
+
+def test_color_mnist_stopped_run_keeps_finished_seeds(tmp_path, stylegan32, monkeypatch):
+    """Results are written after every (method, seed): a run killed in its fourth one keeps three."""
+    from benchmarks import color_mnist
+
+    calls = []
+
+    def accuracy(model, images, labels):
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return 50.0
+
+    monkeypatch.setattr(color_mnist, "accuracy", accuracy)
+    with pytest.raises(KeyboardInterrupt):
+        color_mnist.main(["--scale", "smoke", "--generator", stylegan32, "--only", "fig7", "--out", str(tmp_path),
+                          *ONE_THREAD])
+    text = (tmp_path / "color_mnist_fig7_smoke.md").read_text()
+    assert "| nominal | 50.00 ± 0.00 (n=3) |" in text and "| mixup" not in text
 
 
 def test_rgb_colours():

@@ -69,11 +69,13 @@ def cifar_resnet(num_classes: int = 10, blocks: Sequence[int] = (2, 2, 2, 2), wi
 def make_method(name: str, model: nn.Module, *, num_classes: int, image_shape: tuple[int, int, int], seed: int,
                 generator: nn.Module | None = None, flow: nn.Module | None = None, p: float = 0.5,
                 at_eps: float = 0.1, at_steps: int = 5, adv_steps: int = 7, adv_restarts: int = 5,
-                layers: Sequence[int] | None = None) -> Method:
+                adv_eps: float = 0.03, adv_relative: bool = False, layers: Sequence[int] | None = None) -> Method:
     """The batch-level augmentation called ``name``: ``nominal``/``standard`` (none), ``flips_crops``,
     ``cutout``, ``mixup[:ALPHA]``, ``cutmix``, ``pixel_at``, ``randmix``, ``advmix``, ``rla``, ``ala``. The
     adversarial ones take flow-lp's attack variants as suffixes: ``+bn`` (BatchNorm in train mode during the
-    attack) and ``+pred`` (the model's predictions as targets), e.g. ``ala+bn+pred``."""
+    attack) and ``+pred`` (the model's predictions as targets), e.g. ``ala+bn+pred``. AdvMix runs
+    ``adv_restarts`` x ``adv_steps`` at l-inf ``adv_eps`` with the paper's step ``adv_eps / 6`` (0.005 at 0.03),
+    both in units of the generator's W spread when ``adv_relative``."""
     base, *variants = name.split("+")
     extra: dict = {}
     for variant in variants:
@@ -106,7 +108,8 @@ def make_method(name: str, model: nn.Module, *, num_classes: int, image_shape: t
         # the paper's fine layers (generator.fine_layers) unless given, and the caller's AdvMix budget
         mix = (LatentMix(generator, layers=layers, p=p, rng=rng) if base == "randmix" else
                LatentMix(generator, model=model, mode="adversarial", layers=layers, p=p, steps=adv_steps,
-                         restarts=adv_restarts, rng=rng, **extra))
+                         restarts=adv_restarts, eps=adv_eps, step_size=adv_eps / 6, relative_eps=adv_relative,
+                         rng=rng, **extra))
         return lambda x, y, z: mix(x, y, latents=z)
     if base in ("rla", "ala"):
         if flow is None:
