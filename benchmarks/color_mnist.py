@@ -139,7 +139,7 @@ def claims(results: dict[str, list[float]], order: list[str], label: str) -> lis
 def figure7(args, s, curves: dict[float, dict[str, list[float]]], report: Report) -> None:
     """Fill ``curves[sigma][method]`` with per-seed accuracies (the plot is redrawn after each sigma)."""
     generator = ts.StyleGAN2.load(args.generator) if args.generator else None
-    methods = [m for m in FIG7_METHODS if generator is not None or m not in GENERATOR_METHODS]
+    methods = [m for m in args.methods if generator is not None or m not in GENERATOR_METHODS]
     test = stack(color_mnist(args, s["test"], False, "uniform", 0.0))
     for sigma in s["sigmas"]:
         print(f"Figure 7, sigma {sigma}", flush=True)
@@ -262,6 +262,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=None, help="override the scale's Adam steps")
     parser.add_argument("--sigmas", default=None, help="override Figure 7's sigmas, e.g. 0.05,0.1")
     parser.add_argument("--adv", default=None, metavar="RESTARTS,STEPS", help="override the AdvMix training budget")
+    parser.add_argument("--methods", default=",".join(FIG7_METHODS), help="Figure 7's rows: a comma-separated "
+                        "subset of these")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds of the classifiers")
     add_run_arguments(parser)
     parser.add_argument("--export-rgb", action="store_true", help="only write an RGB training folder to --out")
@@ -282,9 +284,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.adv:
         s["adv_restarts"], s["adv_steps"] = (int(v) for v in args.adv.split(","))
     parts = set(args.only.split(","))
-    unknown = parts - set(PARTS)
-    if unknown:
+    if parts - set(PARTS):
         raise ValueError(f"only: expected a comma-separated subset of {','.join(PARTS)}, got {args.only!r}")
+    args.methods = args.methods.split(",")
+    if set(args.methods) - set(FIG7_METHODS):
+        raise ValueError(f"methods: expected a comma-separated subset of {','.join(FIG7_METHODS)}, got "
+                         f"{','.join(args.methods)!r}")
     suffix = "" if args.scale == "cpu" else f"_{args.scale}"
     name = "color_mnist" + ("" if parts == set(PARTS) else "_" + "_".join(p for p in PARTS if p in parts))
     args.png = args.out / f"color_mnist_fig7{suffix}.png"

@@ -43,6 +43,8 @@ def test_color_mnist_smoke(tmp_path, stylegan32):
     assert (tmp_path / "color_mnist_fig7_smoke.png").stat().st_size > 1000
     with pytest.raises(ValueError, match="only: expected a comma-separated subset of fig7,table1,table2"):
         color_mnist.main(["--only", "fig8", "--out", str(tmp_path)])
+    with pytest.raises(ValueError, match="methods: expected a comma-separated subset of nominal,.*got 'advmx'"):
+        color_mnist.main(["--methods", "advmx", "--out", str(tmp_path)])
 
 
 def test_color_mnist_stopped_run_keeps_finished_seeds(tmp_path, stylegan32, monkeypatch):
