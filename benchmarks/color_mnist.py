@@ -12,7 +12,7 @@ Generators come from ``semaug train-generator stylegan2`` (``--generator``, ``--
 ``--scale smoke`` runs on synthetic strokes in seconds (the tests); ``cpu`` uses MNIST subsets; ``paper``
 the full sets and the paper's AdvMix budget. Example::
 
-    python -m benchmarks.color_mnist --scale cpu --data-root ../shared/data --only table2 \\
+    python -m benchmarks.color_mnist --scale cpu --data-root $SEMAUG_DATA --only table2 \\
         --table2 unbiased=g_rgb.safetensors --table2 red99=g_red99.safetensors --table2 red999=g_red999.safetensors
 """
 
@@ -247,8 +247,8 @@ def export_rgb(args) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scale", choices=SCALES, default="smoke")
-    parser.add_argument("--data-root", default=None, help="folder with MNIST/raw (default $SEMAUG_DATA or "
-                        "../shared/data; smoke without it uses synthetic strokes)")
+    parser.add_argument("--data-root", default=None, help="folder with MNIST/raw (default $SEMAUG_DATA, else "
+                        "./data; smoke without it uses synthetic strokes)")
     parser.add_argument("--generator", default=None, help="StyleGAN2 for Figure 7 (RandMix/AdvMix skipped without)")
     parser.add_argument("--table1", action="append", default=[], metavar="NAME=PATH")
     parser.add_argument("--table2", action="append", default=[], metavar="NAME=PATH",

@@ -8,7 +8,7 @@
    variant | rescaled |differences| to the reconstruction.
 
     python -m benchmarks.colormnist_latent_mix --generator torch_semaug/assets/colormnist32_stylegan2.safetensors \\
-        --data-root ../shared/data --out docs/images
+        --data-root $SEMAUG_DATA --out docs/images
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ ratio of their times, and the ratio of the fastest epochs (least disturbed by ot
 machine). With 0 workers the process's CPU time
 is measured, with workers the wall time.
 
-    python -m benchmarks.dataset_overhead --scale cpu --data-root /work/shared/data
+    python -m benchmarks.dataset_overhead --scale cpu --data-root $SEMAUG_DATA
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """R-LA / A-LA with a trained Glow on CIFAR-10 test images: round trip, accuracy table and a grid (paper Fig. 3).
 
     python -m benchmarks.flow_perturb_grid --glow benchmarks/checkpoints/glow-cifar10-cpu.safetensors \\
-        --data ../shared/data/cifar10-jpeg --out docs/images/flow_perturb_cifar10.png
+        --data $SEMAUG_DATA/cifar10-jpeg --out docs/images/flow_perturb_cifar10.png
 
 Steps: (1) encode/decode ``--roundtrip`` test images and report the largest absolute error; (2) train a
 small CNN for ``--classifier-steps`` iterations on the training folder (the classifier A-LA attacks; cached
