@@ -12,8 +12,9 @@ scratch; ``fifth+warm``: the same, each example's attack starting from its last 
 (:class:`~torch_semaug.attacks.AttackMemory`; AdvMix: the first restart is centred on the code found last
 time, the others still drawn from the prior). Step sizes stay those of the full budget.
 
-Reported: test accuracy (%) and training wall time (s), mean ± sample sd over seeds, each arm's time as a
-fraction of ``full``'s, and whether ``fifth+warm`` is within one sd of ``full``. The Markdown file is rewritten
+Reported: test accuracy (%), the training loss on the augmented batches over the last quarter of the steps
+(how hard the attack made them: the direct measure of whether fewer, warm-started steps reach as far), and
+training wall time (s), mean ± sample sd over seeds, each arm's time as a fraction of ``full``'s, and whether ``fifth+warm`` is within one sd of ``full``. The Markdown file is rewritten
 after every (method, arm, seed), so a stopped run leaves what it measured. ``--scale smoke`` runs on
 synthetic data in seconds (the tests). ``--transfer`` measures item 2 instead (A-LA offsets reused on a
 flipped / cropped view)::
@@ -135,13 +136,14 @@ def run(args: argparse.Namespace, s: dict, report: Callable[[dict], None]) -> di
                 model = task.model()
                 model(task.images[:2])  # materialise lazy layers before the attack binds the model
                 method_fn = task.attack(arm, model, seed)
-                tic = time.perf_counter()
-                train(model, method_fn, task.images, task.labels, seed=seed, latents=indices,
+                tic, losses = time.perf_counter(), []
+                train(model, method_fn, task.images, task.labels, seed=seed, latents=indices, losses=losses,
                       desc=f"{method} {arm} seed {seed}", **task.recipe)
                 seconds = time.perf_counter() - tic
-                cell = results.setdefault((method, arm), {"acc": [], "s": []})
+                cell = results.setdefault((method, arm), {"acc": [], "s": [], "loss": []})
                 cell["acc"].append(accuracy(model, *task.test))
                 cell["s"].append(seconds)
+                cell["loss"].append(sum(losses[-len(losses) // 4:]) / len(losses[-len(losses) // 4:]))
                 print(f"  {method} {arm} seed {seed}: {cell['acc'][-1]:.2f} % in {seconds:.1f} s", flush=True)
                 report(results)
     return results
@@ -154,12 +156,13 @@ def render(results: dict, s: dict, methods: list[str]) -> str:
         for arm in ARMS:
             cell = results.get((method, arm))
             if cell is None:
-                rows.append([method, arm, passes(method, arm, s), "–", "–", "–"])
+                rows.append([method, arm, passes(method, arm, s), "–", "–", "–", "–"])
                 continue
             ratio = f"{mean_sd(cell['s'])[0] / mean_sd(full['s'])[0]:.2f}" if full else "–"
-            rows.append([method, arm, passes(method, arm, s), fmt_mean_sd(cell["acc"]), fmt_mean_sd(cell["s"]),
-                         ratio])
-    header = ["method", "arm", "passes / example", "test acc. (%)", "train wall time (s)", "time / full"]
+            rows.append([method, arm, passes(method, arm, s), fmt_mean_sd(cell["acc"]), fmt_mean_sd(cell["loss"]),
+                         fmt_mean_sd(cell["s"]), ratio])
+    header = ["method", "arm", "passes / example", "test acc. (%)", "train loss, last quarter",
+              "train wall time (s)", "time / full"]
     return table(header, rows)
 
 

@@ -141,14 +141,15 @@ def then(first: Method, second: Method) -> Method:
 def train(model: nn.Module, method: str | Method, images: Tensor, labels: Tensor, *, steps: int, batch: int,
           seed: int, num_classes: int | None = None, latents: Tensor | None = None, optimizer: str = "adam",
           lr: float = 1e-3, weight_decay: float = 0.0, milestones: Sequence[float] = (), gamma: float = 0.2,
-          desc: str = "", **method_kwargs) -> nn.Module:
+          desc: str = "", losses: list[float] | None = None, **method_kwargs) -> nn.Module:
     """``steps`` optimiser steps on random batches of ``images`` with ``method`` (a callable, or a name for
     :func:`make_method`, built on ``model`` with ``num_classes`` and ``method_kwargs``) applied to each batch;
     returns the model in eval mode.
 
     ``optimizer="adam"``, or ``"sgd"``: momentum 0.9, Nesterov (flow-lp's recipe). The learning rate is
     multiplied by ``gamma`` after each fraction of the steps in ``milestones`` (flow-lp: epochs 60, 120, 160
-    of 200 -> ``(0.3, 0.6, 0.8)``). The same ``seed`` gives the same batches to every method.
+    of 200 -> ``(0.3, 0.6, 0.8)``). The same ``seed`` gives the same batches to every method. ``losses``, if
+    given, receives each step's training loss (on the augmented batch: how hard the method made it).
     """
     if optimizer not in ("adam", "sgd"):
         raise ValueError(f"optimizer: expected 'adam' or 'sgd', got {optimizer!r}")
@@ -173,7 +174,10 @@ def train(model: nn.Module, method: str | Method, images: Tensor, labels: Tensor
         loss.backward()
         opt.step()
         schedule.step()
-        bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+        value = loss.item()
+        if losses is not None:
+            losses.append(value)
+        bar.set_postfix(loss=f"{value:.3f}", refresh=False)
     bar.close()
     return model.eval()
 
