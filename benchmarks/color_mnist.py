@@ -93,14 +93,14 @@ def rgb_colors(dataset: ColorMNIST, red_fraction: float | None, seed: int) -> Co
     return dataset
 
 
-def natra_method(generator: ts.StyleGAN2, model: nn.Module, codes: torch.Tensor, seed: int) -> Method:
-    """NaTra's training augmentation (:data:`NATRA`) as a ``(x, y, indices)`` method over the codes ``codes``."""
-    directions = ts.find_directions(generator, "pca", n_components=NATRA["components"], num_samples=5000,
+def natra_method(generator: ts.StyleGAN2, model: nn.Module, codes: torch.Tensor, seed: int, natra: dict) -> Method:
+    """NaTra's training augmentation (settings as :data:`NATRA`) as a ``(x, y, indices)`` method over ``codes``."""
+    directions = ts.find_directions(generator, "pca", n_components=natra["components"], num_samples=5000,
                                     seed=0, progress=False)
     edit = ts.DirectionEdit(
         generator, directions=directions, model=model, mode="adversarial", layers=generator.fine_layers,
-        steps=NATRA["steps"], p=0.5, rng=torch.Generator().manual_seed(seed + 1), label_smoothing=NATRA["smoothing"],
-        adaptive_eps=ts.AdaptiveEps(len(codes), start=NATRA["start"], rho=NATRA["rho"], eps_max=NATRA["eps_max"]),
+        steps=natra["steps"], p=0.5, rng=torch.Generator().manual_seed(seed + 1), label_smoothing=natra["smoothing"],
+        adaptive_eps=ts.AdaptiveEps(len(codes), start=natra["start"], rho=natra["rho"], eps_max=natra["eps_max"]),
     )
     return lambda x, y, idx: edit(x, y, latents=codes[idx], indices=idx)
 
@@ -120,7 +120,7 @@ def run_methods(args, s, methods, make_model, data, generator, out: dict[str, li
             model(images[:2])  # materialise lazy layers before an attack binds the model
             common = dict(steps=s["steps"], batch=s["batch"], seed=seed, desc=f"{method} seed {seed}")
             if method == "natra":
-                train(model, natra_method(generator, model, latents, seed), images, labels,
+                train(model, natra_method(generator, model, latents, seed, s["natra"]), images, labels,
                       latents=torch.arange(len(images)), **common)
             else:
                 train(model, name, images, labels, num_classes=10, latents=latents, generator=generator, at_eps=0.1,
@@ -264,6 +264,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--adv", default=None, metavar="RESTARTS,STEPS", help="override the AdvMix training budget")
     parser.add_argument("--methods", default=",".join(FIG7_METHODS), help="Figure 7's rows: a comma-separated "
                         "subset of these")
+    parser.add_argument("--natra", default=None, metavar="START,RHO,EPS_MAX", help="override NaTra's adaptive "
+                        f"eps (default {NATRA['start']},{NATRA['rho']},{NATRA['eps_max']}, in std of each direction)")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds of the classifiers")
     add_run_arguments(parser)
     parser.add_argument("--export-rgb", action="store_true", help="only write an RGB training folder to --out")
@@ -283,6 +285,9 @@ def main(argv: list[str] | None = None) -> None:
         s["sigmas"] = [float(v) for v in args.sigmas.split(",")]
     if args.adv:
         s["adv_restarts"], s["adv_steps"] = (int(v) for v in args.adv.split(","))
+    s["natra"] = dict(NATRA)
+    if args.natra:
+        s["natra"].update(zip(("start", "rho", "eps_max"), (float(v) for v in args.natra.split(","))))
     parts = set(args.only.split(","))
     if parts - set(PARTS):
         raise ValueError(f"only: expected a comma-separated subset of {','.join(PARTS)}, got {args.only!r}")
@@ -296,7 +301,7 @@ def main(argv: list[str] | None = None) -> None:
     intro = (f"Scale `{args.scale}`: {s['train']} training / {s['test']} test digits, {s['steps']} Adam steps of "
              f"{s['batch']}, W+ by `{s['encoder']}`, AdvMix {s['adv_restarts']} restarts x {s['adv_steps']} steps "
              f"(eps 0.03, step 0.005; `advmix-rel`: eps {REL_EPS}, step {REL_EPS / 6:.4f}, both x the generator's "
-             f"W spread), pixel AT eps 0.1 x {s['at_steps']} steps, NaTra {NATRA}, half of each batch augmented; "
+             f"W spread), pixel AT eps 0.1 x {s['at_steps']} steps, NaTra {s['natra']}, half of each batch augmented; "
              f"seeds {args.seeds}, cells mean ± sample sd over the seeds finished.")
     fig7, tab1, tab2, flips = {}, {}, {}, {}
 

@@ -32,7 +32,7 @@ def test_color_mnist_smoke(tmp_path, stylegan32):
     from benchmarks import color_mnist
 
     color_mnist.main(["--scale", "smoke", "--generator", stylegan32, "--table2", f"red99={stylegan32}",
-                      "--only", "fig7,table2", "--out", str(tmp_path), *ONE_THREAD])
+                      "--only", "fig7,table2", "--natra", "1.0,0.25,2.0", "--out", str(tmp_path), *ONE_THREAD])
     text = (tmp_path / "color_mnist_fig7_table2_smoke.md").read_text()
     for method in color_mnist.FIG7_METHODS:
         assert f"| {method} |" in text
@@ -40,6 +40,7 @@ def test_color_mnist_smoke(tmp_path, stylegan32):
     assert "(n=3)" in text and "| red99 | advmix > randmix |" in text  # 3 seeds, the ordering checked
     assert "| red99 | advmix-rel > randmix |" in text  # AdvMix with eps relative to the W spread too
     assert "flips the dominant stroke colour" in text and "eps 0.2 x spread" in text
+    assert "'start': 1.0, 'rho': 0.25, 'eps_max': 2.0" in text  # NaTra's adaptive eps as given
     assert (tmp_path / "color_mnist_fig7_smoke.png").stat().st_size > 1000
     with pytest.raises(ValueError, match="only: expected a comma-separated subset of fig7,table1,table2"):
         color_mnist.main(["--only", "fig8", "--out", str(tmp_path)])
