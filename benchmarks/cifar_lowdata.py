@@ -39,6 +39,7 @@ from benchmarks._bench import (
     write_results,
 )
 from torch_semaug._io import write_text_atomic
+from torch_semaug.commands._types import positive_int
 from torch_semaug.generators.glow import Glow
 from torch_semaug.train import quick
 from torch_semaug.transforms.flow_perturb import FlowPerturb
@@ -181,12 +182,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
     parser.add_argument("--p", type=float, default=1.0, help="fraction of each batch perturbed (flow-lp: 1)")
+    parser.add_argument("--epochs", type=positive_int, default=None, help="override the scale's epochs (the "
+                        "step-decay milestones stay at the same fractions)")
     parser.add_argument("--resume", action="store_true", help="keep the records of the results' JSON, skip them")
     add_run_arguments(parser)
     args = parse_run_args(parser, argv)
     args.seeds = [int(v) for v in args.seeds.split(",")]
     args.out.mkdir(parents=True, exist_ok=True)
     start, s = time.time(), SETTINGS[args.scale]
+    if args.epochs is not None:
+        s = dict(s, epochs=args.epochs)
     flow = Glow.load(args.flow) if args.flow else None
     methods = [m for m in args.methods.split(",") if flow is not None or m.split("+")[0] not in FLOW_METHODS]
     path = args.out / f"cifar_lowdata_{args.scale}.md"

@@ -98,6 +98,12 @@ def test_cifar_lowdata_smoke(tmp_path):
     cifar_lowdata.main([*argv, "--methods", "standard,ala+pred", "--resume"])
     records = json.loads((tmp_path / "cifar_lowdata_smoke.json").read_text())
     assert len(records) == 10 and {r["method"] for r in records[8:]} == {"ala+pred"}
+    # --epochs overrides the scale's training length: 3 epochs of the 3 images at batch 8 are 2 steps, not 1
+    out = tmp_path / "epochs3"
+    cifar_lowdata.main([*argv[:4], "--out", str(out), "--seeds", "0", "--methods", "standard", "--epochs", "3",
+                        *ONE_THREAD])
+    assert json.loads((out / "cifar_lowdata_smoke.json").read_text())[0]["steps"] == 2
+    assert "3 epochs" in (out / "cifar_lowdata_smoke.md").read_text()
 
 
 def _counting(monkeypatch) -> list[int]:
