@@ -14,10 +14,10 @@ time, the others still drawn from the prior). Step sizes stay those of the full 
 
 Reported: test accuracy (%), the training loss on the augmented batches over the last quarter of the steps
 (how hard the attack made them: the direct measure of whether fewer, warm-started steps reach as far), and
-training wall time (s), mean ± sample sd over seeds, each arm's time as a fraction of ``full``'s, and whether ``fifth+warm`` is within one sd of ``full``. The Markdown file is rewritten
-after every (method, arm, seed), so a stopped run leaves what it measured. ``--scale smoke`` runs on
-synthetic data in seconds (the tests). ``--transfer`` measures item 2 instead (A-LA offsets reused on a
-flipped / cropped view)::
+training wall time (s), mean ± sample sd over seeds, each arm's time as a fraction of ``full``'s, and
+whether ``fifth+warm`` is within one sd of ``full``. The Markdown file is rewritten after every (method, arm,
+seed), so a stopped run leaves what it measured. ``--scale smoke`` runs on synthetic data in seconds (the
+tests). ``--transfer`` measures how A-LA offsets transfer to a flipped / cropped view instead::
 
     python -m benchmarks.warm_start --scale smoke
     python -m benchmarks.warm_start --scale cpu --data-root $SEMAUG_DATA --seeds 0,1,2
