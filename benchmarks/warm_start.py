@@ -1,4 +1,4 @@
-"""Warm starts (issue 16): does 1/5 of the adversarial steps with per-example memory match the full budget?
+"""Warm starts: does 1/5 of the adversarial steps with per-example memory match the full budget?
 
 Two settings of the papers, three arms per method, each over the same seeds and batches:
 
@@ -202,7 +202,7 @@ VIEWS = {  # the un-augmented image, a horizontal flip, and a crop of the 4-px p
 
 
 def transfer(args: argparse.Namespace) -> list[str]:
-    """Item 2: A-LA offsets found on the un-augmented image, reused on a flipped / cropped view of it.
+    """A-LA offsets found on the un-augmented image, reused on a flipped / cropped view of it.
 
     Per view: the classifier's loss where a 1-step attack starts (cold: A-LA's random start; warm: the stored
     offset, projected) and after the full 3 steps, and the cosine between the stored offset and the offset a
@@ -251,7 +251,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated subset of {METHODS}")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds of the classifiers")
     parser.add_argument("--transfer", action="store_true", help="only measure how A-LA offsets transfer to a "
-                        "flipped / cropped view (issue 16 item 2)")
+                        "flipped / cropped view")
     parser.add_argument("--flow", default=FLOW, help="the CIFAR-10 Glow (A-LA, --transfer)")
     parser.add_argument("--steps", type=positive_int, default=None,
                         help="Adam steps of the Color-MNIST classifiers (default: the scale's)")
