@@ -95,10 +95,9 @@ def rgb_colors(dataset: ColorMNIST, red_fraction: float | None, seed: int) -> Co
     return dataset
 
 
-def natra_method(generator: ts.StyleGAN2, model: nn.Module, codes: torch.Tensor, seed: int, natra: dict) -> Method:
+def natra_method(generator: ts.StyleGAN2, directions: ts.Directions, model: nn.Module, codes: torch.Tensor,
+                 seed: int, natra: dict) -> Method:
     """NaTra's training augmentation (settings as :data:`NATRA`) as a ``(x, y, indices)`` method over ``codes``."""
-    directions = ts.find_directions(generator, "pca", n_components=natra["components"], num_samples=5000,
-                                    seed=0, progress=False)
     edit = ts.DirectionEdit(
         generator, directions=directions, model=model, mode="adversarial", layers=generator.fine_layers,
         steps=natra["steps"], p=0.5, rng=torch.Generator().manual_seed(seed + 1), label_smoothing=natra["smoothing"],
@@ -113,6 +112,8 @@ def run_methods(args, s, methods, make_model, data, generator, out: dict[str, li
     images, labels, test = data
     latents = invert(generator, images, s["encoder"], seed=args.seeds[0]) if generator is not None and \
         set(methods) & set(GENERATOR_METHODS) else None
+    directions = ts.find_directions(generator, "pca", n_components=s["natra"]["components"], num_samples=5000,
+                                    seed=0, progress=False) if "natra" in methods else None  # once, for every seed
     for method in methods:
         name, kwargs = METHOD_KWARGS.get(method, (method, {}))
         for seed in args.seeds:
@@ -122,7 +123,7 @@ def run_methods(args, s, methods, make_model, data, generator, out: dict[str, li
             model(images[:2])  # materialise lazy layers before an attack binds the model
             common = dict(steps=s["steps"], batch=s["batch"], seed=seed, desc=f"{method} seed {seed}")
             if method == "natra":
-                train(model, natra_method(generator, model, latents, seed, s["natra"]), images, labels,
+                train(model, natra_method(generator, directions, model, latents, seed, s["natra"]), images, labels,
                       latents=torch.arange(len(images)), **common)
             else:
                 train(model, name, images, labels, num_classes=10, latents=latents, generator=generator, at_eps=0.1,
@@ -289,7 +290,11 @@ def main(argv: list[str] | None = None) -> None:
         s["adv_restarts"], s["adv_steps"] = (int(v) for v in args.adv.split(","))
     s["natra"] = dict(NATRA)
     if args.natra:
-        s["natra"].update(zip(("start", "rho", "eps_max"), (float(v) for v in args.natra.split(","))))
+        values = args.natra.split(",")
+        try:
+            s["natra"].update(zip(("start", "rho", "eps_max"), map(float, values), strict=True))
+        except ValueError:
+            raise ValueError(f"natra: expected three numbers START,RHO,EPS_MAX, got {args.natra!r}") from None
     parts = set(args.only.split(","))
     if parts - set(PARTS):
         raise ValueError(f"only: expected a comma-separated subset of {','.join(PARTS)}, got {args.only!r}")

@@ -143,7 +143,7 @@ def run(args: argparse.Namespace, s: dict, report: Callable[[dict], None]) -> di
                 cell = results.setdefault((method, arm), {"acc": [], "s": [], "loss": []})
                 cell["acc"].append(accuracy(model, *task.test))
                 cell["s"].append(seconds)
-                cell["loss"].append(sum(losses[-len(losses) // 4:]) / len(losses[-len(losses) // 4:]))
+                cell["loss"].append(mean_sd(losses[-len(losses) // 4:])[0])  # the last quarter (all if < 4)
                 print(f"  {method} {arm} seed {seed}: {cell['acc'][-1]:.2f} % in {seconds:.1f} s", flush=True)
                 report(results)
     return results

@@ -46,6 +46,9 @@ def test_color_mnist_smoke(tmp_path, stylegan32):
         color_mnist.main(["--only", "fig8", "--out", str(tmp_path)])
     with pytest.raises(ValueError, match="methods: expected a comma-separated subset of nominal,.*got 'advmx'"):
         color_mnist.main(["--methods", "advmx", "--out", str(tmp_path)])
+    for bad in ("1.0,0.25", "1.0,0.25,2.0,3.0", "1.0,x,2.0"):
+        with pytest.raises(ValueError, match="natra: expected three numbers START,RHO,EPS_MAX, got"):
+            color_mnist.main(["--natra", bad, "--out", str(tmp_path)])
 
 
 def test_color_mnist_stopped_run_keeps_finished_seeds(tmp_path, stylegan32, monkeypatch):
