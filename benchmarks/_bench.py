@@ -52,6 +52,21 @@ def parse_run_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> a
     return args
 
 
+def parse_numbers(text: str, *, name: str, kind: type[int] | type[float], count: int | None = None,
+                  form: str | None = None) -> list:
+    """Comma-separated numbers of flag ``name``; a ValueError naming the flag when they do not parse or are
+    not ``count`` of them (``form`` shows the expected shape, e.g. ``RESTARTS,STEPS``)."""
+    try:
+        values = [kind(v) for v in text.split(",")]
+    except ValueError:
+        values = None
+    if values is None or (count is not None and len(values) != count):
+        what = f"{count} " if count is not None else "comma-separated "
+        shape = f" {form}" if form else ""
+        raise ValueError(f"{name}: expected {what}{kind.__name__}s{shape}, got {text!r}")
+    return values
+
+
 def mean_sd(values: list[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (0 for a single value)."""
     mean = sum(values) / len(values)

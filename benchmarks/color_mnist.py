@@ -33,6 +33,7 @@ from benchmarks._bench import (
     fmt_mean_sd,
     mean_sd,
     ordering_rows,
+    parse_numbers,
     parse_run_args,
     stack,
     table,
@@ -43,6 +44,8 @@ from torch_semaug.train.quick import Method, accuracy, invert, small_cnn, train
 
 PARTS = ("fig7", "table1", "table2")
 FIG7_METHODS = ("nominal", "mixup:0.2", "pixel_at", "randmix", "advmix", "natra")
+TABLE1_METHODS = ("randmix", "advmix")
+TABLE2_METHODS = ("nominal", "randmix", "advmix", "advmix-rel")
 GENERATOR_METHODS = ("randmix", "advmix", "advmix-rel", "natra")  # the rows that need a StyleGAN2
 REL_EPS = 0.2  # AdvMix's eps relative to the generator's W spread (0.03 absolute is 0.038 of the shipped G's)
 #: ``advmix-rel``: AdvMix with eps and step in units of ``latent_spread`` (the paper's 0.03 is absolute)
@@ -134,6 +137,11 @@ def run_methods(args, s, methods, make_model, data, generator, out: dict[str, li
             report()
 
 
+def rows(args: argparse.Namespace, part_methods: tuple[str, ...]) -> list[str]:
+    """The rows of a part that ``--methods`` selects (all of them without the flag)."""
+    return [m for m in part_methods if args.methods is None or m in args.methods]
+
+
 def claims(results: dict[str, list[float]], order: list[str], label: str) -> list[list[object]]:
     """The paper's ordering ``order`` checked on ``results``, each claim prefixed with ``label``."""
     return [[label, *row] for row in ordering_rows(results, order)]
@@ -142,7 +150,7 @@ def claims(results: dict[str, list[float]], order: list[str], label: str) -> lis
 def figure7(args, s, curves: dict[float, dict[str, list[float]]], report: Report) -> None:
     """Fill ``curves[sigma][method]`` with per-seed accuracies (the plot is redrawn after each sigma)."""
     generator = ts.StyleGAN2.load(args.generator) if args.generator else None
-    methods = [m for m in args.methods if generator is not None or m not in GENERATOR_METHODS]
+    methods = [m for m in rows(args, FIG7_METHODS) if generator is not None or m not in GENERATOR_METHODS]
     test = stack(color_mnist(args, s["test"], False, "uniform", 0.0))
     for sigma in s["sigmas"]:
         print(f"Figure 7, sigma {sigma}", flush=True)
@@ -189,7 +197,7 @@ def table1(args, s, results: dict[str, dict[str, list[float]]], report: Report) 
     images, labels = stack(color_mnist(args, s["train"], True, "biased", 0.1))
     for name, path in (spec.split("=", 1) for spec in args.table1):
         print(f"Table 1, generator {name}", flush=True)
-        run_methods(args, s, ("randmix", "advmix"), cnn10, (images, labels, test), ts.StyleGAN2.load(path),
+        run_methods(args, s, rows(args, TABLE1_METHODS), cnn10, (images, labels, test), ts.StyleGAN2.load(path),
                     results.setdefault(name, {}), report)
 
 
@@ -208,14 +216,17 @@ def table2(args, s, results: dict[str, dict[str, list[float]]], flips: dict[str,
     test = stack(rgb_colors(color_mnist(args, s["test"], False, "uniform", 0.0), None, seed=1))
     images, labels = stack(rgb_colors(color_mnist(args, s["train"], True, "biased", 0.0), 1.0, seed=0))
     data = (images, labels, test)
-    run_methods(args, s, ("nominal",), linear, data, None, results.setdefault("nominal (no generator)", {}), report)
+    methods = rows(args, TABLE2_METHODS)
+    if "nominal" in methods:
+        run_methods(args, s, ("nominal",), linear, data, None, results.setdefault("nominal (no generator)", {}),
+                    report)
     for name, path in (spec.split("=", 1) for spec in args.table2):
         print(f"Table 2, generator {name}", flush=True)
         generator = ts.StyleGAN2.load(path)
         codes = generator.sample_latent(200, torch.Generator().manual_seed(0))
         flips[name] = (changed_fraction(generator, codes, 0.03, False, s["adv_steps"]),
                        changed_fraction(generator, codes, REL_EPS, True, s["adv_steps"]))
-        run_methods(args, s, ("randmix", "advmix", "advmix-rel"), linear, data, generator,
+        run_methods(args, s, [m for m in methods if m != "nominal"], linear, data, generator,
                     results.setdefault(name, {}), report)
 
 
@@ -265,8 +276,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=None, help="override the scale's Adam steps")
     parser.add_argument("--sigmas", default=None, help="override Figure 7's sigmas, e.g. 0.05,0.1")
     parser.add_argument("--adv", default=None, metavar="RESTARTS,STEPS", help="override the AdvMix training budget")
-    parser.add_argument("--methods", default=",".join(FIG7_METHODS), help="Figure 7's rows: a comma-separated "
-                        "subset of these")
+    parser.add_argument("--methods", default=None, help="the rows to run, comma-separated (default: every row of "
+                        f"each part; Figure 7 {','.join(FIG7_METHODS)}; Table 2 {','.join(TABLE2_METHODS)})")
     parser.add_argument("--natra", default=None, metavar="START,RHO,EPS_MAX", help="override NaTra's adaptive "
                         f"eps (default {NATRA['start']},{NATRA['rho']},{NATRA['eps_max']}, in std of each direction)")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds of the classifiers")
@@ -278,30 +289,30 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_run_args(parser, argv)
     if args.export_rgb:
         return export_rgb(args)
-    args.seeds = [int(v) for v in args.seeds.split(",")]
+    args.seeds = parse_numbers(args.seeds, name="seeds", kind=int)
     args.out.mkdir(parents=True, exist_ok=True)
     start, s = time.time(), dict(SETTINGS[args.scale])
     for key in ("encoder", "train", "test", "steps"):
         if getattr(args, key):
             s[key] = getattr(args, key)
     if args.sigmas:
-        s["sigmas"] = [float(v) for v in args.sigmas.split(",")]
+        s["sigmas"] = parse_numbers(args.sigmas, name="sigmas", kind=float)
     if args.adv:
-        s["adv_restarts"], s["adv_steps"] = (int(v) for v in args.adv.split(","))
+        s["adv_restarts"], s["adv_steps"] = parse_numbers(args.adv, name="adv", kind=int, count=2,
+                                                          form="RESTARTS,STEPS")
     s["natra"] = dict(NATRA)
     if args.natra:
-        values = args.natra.split(",")
-        try:
-            s["natra"].update(zip(("start", "rho", "eps_max"), map(float, values), strict=True))
-        except ValueError:
-            raise ValueError(f"natra: expected three numbers START,RHO,EPS_MAX, got {args.natra!r}") from None
+        s["natra"].update(zip(("start", "rho", "eps_max"), parse_numbers(
+            args.natra, name="natra", kind=float, count=3, form="START,RHO,EPS_MAX"), strict=True))
     parts = set(args.only.split(","))
     if parts - set(PARTS):
         raise ValueError(f"only: expected a comma-separated subset of {','.join(PARTS)}, got {args.only!r}")
-    args.methods = args.methods.split(",")
-    if set(args.methods) - set(FIG7_METHODS):
-        raise ValueError(f"methods: expected a comma-separated subset of {','.join(FIG7_METHODS)}, got "
-                         f"{','.join(args.methods)!r}")
+    if args.methods is not None:
+        args.methods = args.methods.split(",")
+        known = tuple(dict.fromkeys(FIG7_METHODS + TABLE2_METHODS))
+        if set(args.methods) - set(known):
+            raise ValueError(f"methods: expected a comma-separated subset of {','.join(known)}, got "
+                             f"{','.join(args.methods)!r}")
     suffix = "" if args.scale == "cpu" else f"_{args.scale}"
     name = "color_mnist" + ("" if parts == set(PARTS) else "_" + "_".join(p for p in PARTS if p in parts))
     args.png = args.out / f"color_mnist_fig7{suffix}.png"

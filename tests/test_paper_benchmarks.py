@@ -46,9 +46,38 @@ def test_color_mnist_smoke(tmp_path, stylegan32):
         color_mnist.main(["--only", "fig8", "--out", str(tmp_path)])
     with pytest.raises(ValueError, match="methods: expected a comma-separated subset of nominal,.*got 'advmx'"):
         color_mnist.main(["--methods", "advmx", "--out", str(tmp_path)])
-    for bad in ("1.0,0.25", "1.0,0.25,2.0,3.0", "1.0,x,2.0"):
-        with pytest.raises(ValueError, match="natra: expected three numbers START,RHO,EPS_MAX, got"):
-            color_mnist.main(["--natra", bad, "--out", str(tmp_path)])
+
+
+
+@pytest.mark.parametrize("flag, bad, message", [
+    ("--natra", "1.0,0.25", "natra: expected 3 floats START,RHO,EPS_MAX, got '1.0,0.25'"),
+    ("--natra", "1.0,0.25,2.0,3.0", "natra: expected 3 floats START,RHO,EPS_MAX"),
+    ("--natra", "1.0,x,2.0", "natra: expected 3 floats START,RHO,EPS_MAX"),
+    ("--adv", "5", "adv: expected 2 ints RESTARTS,STEPS, got '5'"),
+    ("--adv", "5,7.5", "adv: expected 2 ints RESTARTS,STEPS"),
+    ("--sigmas", "0.05,x", "sigmas: expected comma-separated floats, got '0.05,x'"),
+    ("--seeds", "0;1", "seeds: expected comma-separated ints, got '0;1'"),
+])
+def test_color_mnist_bad_numbers_name_the_flag(tmp_path, flag, bad, message):
+    from benchmarks import color_mnist
+
+    with pytest.raises(ValueError, match=message):
+        color_mnist.main([flag, bad, "--out", str(tmp_path)])
+
+
+def test_color_mnist_methods_pick_table2_rows(tmp_path, stylegan32, monkeypatch):
+    """``--methods`` selects Table 2's rows too, so its columns can run as separate jobs."""
+    from benchmarks import color_mnist
+
+    ran = []
+    monkeypatch.setattr(color_mnist, "train", lambda model, method, *a, **k: ran.append(method))
+    monkeypatch.setattr(color_mnist, "accuracy", lambda model, images, labels: 50.0)
+    color_mnist.main(["--scale", "smoke", "--table2", f"red999={stylegan32}", "--only", "table2", "--methods",
+                      "advmix-rel", "--seeds", "0,1", "--out", str(tmp_path), *ONE_THREAD])
+    assert ran == ["advmix", "advmix"]  # advmix-rel is AdvMix with relative eps; no nominal, no RandMix
+    text = (tmp_path / "color_mnist_table2_smoke.md").read_text()
+    assert "| red999 | – | – | – | 50.00 ± 0.00 (n=2) | 53.56 | 85.00 |" in text
+    assert "nominal (no generator)" not in text
 
 
 def test_color_mnist_stopped_run_keeps_finished_seeds(tmp_path, stylegan32, monkeypatch):
