@@ -42,6 +42,16 @@ def changed_fraction(generator: ts.StyleGAN2, latents: Tensor, eps: float, relat
         return float((model(out).argmax(1) != colour).float().mean())
 
 
+def colour_shares(generator: ts.StyleGAN2, samples: int, *, seed: int = 0, batch: int = 250) -> Tensor:
+    """Share of ``samples`` random draws of the generator whose dominant stroke colour is R, G and B."""
+    rng, counts = torch.Generator().manual_seed(seed), torch.zeros(3)
+    with torch.no_grad():
+        for start in range(0, samples, batch):
+            images = (generator.decode(generator.sample_latent(min(batch, samples - start), rng)) + 1) / 2
+            counts += torch.bincount(StrokeColour()(images).argmax(1), minlength=3).float()
+    return counts / samples
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--generator", default=ASSET)

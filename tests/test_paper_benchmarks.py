@@ -39,7 +39,8 @@ def test_color_mnist_smoke(tmp_path, stylegan32):
     assert "| red99 |" in text and "83.18" in text  # the paper's numbers stand beside ours
     assert "(n=3)" in text and "| red99 | advmix > randmix |" in text  # 3 seeds, the ordering checked
     assert "| red99 | advmix-rel > randmix |" in text  # AdvMix with eps relative to the W spread too
-    assert "flips the dominant stroke colour" in text and "eps 0.2 x spread" in text
+    assert "flips the" in text and "dominant colour" in text and "eps 0.2 x spread" in text
+    assert "samples not red" in text
     assert "'start': 1.0, 'rho': 0.25, 'eps_max': 2.0" in text  # NaTra's adaptive eps as given
     assert (tmp_path / "color_mnist_fig7_smoke.png").stat().st_size > 1000
     with pytest.raises(ValueError, match="only: expected a comma-separated subset of fig7,table1,table2"):
@@ -98,6 +99,23 @@ def test_color_mnist_stopped_run_keeps_finished_seeds(tmp_path, stylegan32, monk
                           *ONE_THREAD])
     text = (tmp_path / "color_mnist_fig7_smoke.md").read_text()
     assert "| nominal | 50.00 ± 0.00 (n=3) |" in text and "| mixup" not in text
+
+
+def test_colour_shares_count_the_dominant_stroke_colour():
+    """The share of samples per dominant colour: a generator drawing green strokes on black is all green."""
+    from benchmarks.latent_spread import colour_shares
+
+    class Green:
+        def sample_latent(self, n, rng):
+            return torch.rand(n, 4, generator=rng)
+
+        def decode(self, latents):
+            images = -torch.ones(len(latents), 3, 8, 8)  # black in [-1, 1]
+            images[:, 1, 2:6, 3:5] = 1.0  # a green stroke
+            images[:, 0, 2:6, 3:5] = 0.2  # with a little red in it
+            return images
+
+    assert colour_shares(Green(), 10, batch=4).tolist() == [0.0, 1.0, 0.0]
 
 
 def test_rgb_colours():
