@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -116,6 +117,49 @@ def test_colour_shares_count_the_dominant_stroke_colour():
             return images
 
     assert colour_shares(Green(), 10, batch=4).tolist() == [0.0, 1.0, 0.0]
+
+
+class Layered:
+    """A toy W+ generator: layer 1 picks the stroke's column (the 'digit'), layer 2 its colour (red/green)."""
+
+    num_ws = 4
+
+    def sample_latent(self, n, rng):
+        return torch.randn(n, self.num_ws, 2, generator=rng)
+
+    def mix(self, base, donor, split):
+        return torch.cat([base[:, :split], donor[:, split:]], 1)
+
+    def decode(self, latents):
+        images = -torch.ones(len(latents), 3, 8, 8)
+        column = torch.where(latents[:, 1, 0] > 0, 5, 2)
+        colour = (latents[:, 2, 0] > 0).long()
+        for i in range(len(latents)):
+            images[i, colour[i], 1:7, column[i]] = 1.0
+        return images
+
+
+def test_mixing_transfer_finds_the_layers_of_colour_and_digit():
+    """Splits 1 and 2 hand the donor's colour (layer 2) over, split 3 does not; the digit (layer 1) is the
+    donor's at split 1 and the base's from split 2 on."""
+    from benchmarks.latent_spread import mixing_transfer
+
+    def judge(images):
+        strokes = images.amax(1)
+        return torch.stack([strokes[:, :, 2].sum(1), strokes[:, :, 5].sum(1)], 1)
+
+    rows = mixing_transfer(Layered(), judge=judge, samples=64)
+    assert [(s, c, d) for s, c, d in rows] == [(1, 1.0, 0.0), (2, 1.0, 1.0), (3, 0.0, 1.0)]
+    assert all(math.isnan(d) for _, _, d in mixing_transfer(Layered(), samples=16))
+
+
+def test_latent_spread_splits_writes_a_table_and_a_labelled_grid(tmp_path, stylegan32):
+    from benchmarks import latent_spread
+
+    latent_spread.main(["--splits", "--generator", stylegan32, "--samples", "8", "--out", str(tmp_path)])
+    text = (tmp_path / "stylegan2_layers.md").read_text()
+    assert "= fine layers" in text and "| 0-0 | 1-7 (8 px) |" in text and "digit judge: none" in text
+    assert (tmp_path / "stylegan2_layers_g.png").stat().st_size > 0
 
 
 def test_rgb_colours():
