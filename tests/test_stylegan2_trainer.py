@@ -61,6 +61,29 @@ def test_init_from_fine_tunes_another_runs_checkpoint(tmp_path, capsys):
                         "--init-from", str(tmp_path / "nope.pt"), *ARGS], capsys, "--init-from")
 
 
+def test_init_from_a_generator_file_starts_g_and_ema_from_it(tmp_path, capsys):
+    """A released generator has no D: G and the EMA start from its weights, D from scratch."""
+    base = tmp_path / "base"
+    assert main(["train-generator", "stylegan2", "--data", "colormnist:tiny", "--out", str(base),
+                 "--iterations", "2", *ARGS]) == 0
+    tuned = tmp_path / "tuned"
+    assert main(["train-generator", "stylegan2", "--data", "colormnist:tiny-uniform", "--out", str(tuned),
+                 "--iterations", "1", "--init-from", str(base / "generator.safetensors"), *ARGS]) == 0
+    assert "D and the optimisers fresh" in capsys.readouterr().err
+    released = StyleGAN2.load(base / "generator.safetensors").state_dict()
+    state = torch.load(tuned / "checkpoint.pt", weights_only=True)
+    step = max((state["G"][k] - released[k]).abs().max().item() for k in released)
+    assert 0 < step < 0.1  # one Adam step from the released weights
+    assert max((state["G_ema"][k] - released[k]).abs().max().item() for k in released) < 0.1  # the EMA too
+    assert_usage_error(["train-generator", "stylegan2", "--data", "colormnist:tiny", "--out", str(tmp_path / "o"),
+                        "--iterations", "1", "--init-from", str(base / "generator.safetensors"), *ARGS,
+                        "--channel-max", "16"], capsys, "--init-from:", "another architecture")
+    (tmp_path / "bad.safetensors").write_bytes(b"not a file")
+    assert_usage_error(["train-generator", "stylegan2", "--data", "colormnist:tiny", "--out", str(tmp_path / "b"),
+                        "--iterations", "1", "--init-from", str(tmp_path / "bad.safetensors"), *ARGS], capsys,
+                       "--init-from:", "cannot read")
+
+
 def test_image_folder_data(tmp_path, capsys):
     from torchvision.utils import save_image
 

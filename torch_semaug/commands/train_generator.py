@@ -109,8 +109,8 @@ def _add_stylegan2_args(parser: argparse.ArgumentParser, d: dict[str, Any], modu
                        help="half-life of the G EMA in thousands of images")
     group.add_argument("--mirror", action="store_true", help="random horizontal flips of the training images")
     group.add_argument("--init-from", default=None, metavar="CHECKPOINT",
-                       help="fine-tune: start G, D, EMA and optimisers from another run's checkpoint.pt, at "
-                            "iteration 0")
+                       help="fine-tune, at iteration 0: start G, D, EMA and optimisers from another run's "
+                            "checkpoint.pt, or G and EMA from a StyleGAN2 .safetensors (D fresh)")
 
 
 def _add_glow_args(parser: argparse.ArgumentParser, d: dict[str, Any], module: Any) -> None:

@@ -99,8 +99,9 @@ def train_stylegan2(
         mirror: random horizontal flips of the training images.
         sample_every: write ``samples/NNNNNN.png`` (and a log line without ``progress``) this often.
         checkpoint_every: write ``checkpoint.pt`` this often.
-        init_from: fine-tune: start G, D, the EMA and both optimisers from another run's ``checkpoint.pt``,
-            counting iterations from 0.
+        init_from: fine-tune, counting iterations from 0: start G, D, the EMA and both optimisers from another
+            run's ``checkpoint.pt``, or G and the EMA from a StyleGAN2 ``.safetensors`` (D and the optimisers
+            then start fresh).
         resume: continue the run saved at this ``checkpoint.pt`` (or its folder); see the resume rule.
         data_root: the data root of a dataset name (default ``$SEMAUG_DATA``, else ``./data``).
         seed: seeds initialisation, data order, noise and mixing.
@@ -162,7 +163,10 @@ def _build(a: dict[str, Any], image_channels: int, device: torch.device) -> _Mod
 def _fine_tune_from(models: _Models, init_from: str, device: str) -> None:
     if not os.path.isfile(init_from):
         raise FileNotFoundError(f"init_from: expected the checkpoint.pt of a `semaug train-generator stylegan2` "
-                                f"run, but {init_from!r} does not exist")
+                                f"run or a StyleGAN2 .safetensors, but {init_from!r} does not exist")
+    if init_from.endswith(".safetensors"):
+        _start_from_generator(models, init_from, device)
+        return
     try:
         state = torch.load(init_from, map_location=device, weights_only=True)
     except Exception as error:  # a truncated or foreign file, whatever torch's reason
@@ -171,6 +175,21 @@ def _fine_tune_from(models: _Models, init_from: str, device: str) -> None:
         raise ValueError(f"init_from: {init_from!r} is not a checkpoint of `semaug train-generator stylegan2`")
     models.load(state, "init_from", init_from)
     print(f"fine-tuning from {init_from} (trained {int(state['iteration'])} iterations there)", file=sys.stderr)
+
+
+def _start_from_generator(models: _Models, path: str, device: str) -> None:
+    """G and its EMA from a released generator file; D and both optimisers start fresh (the file has no D)."""
+    try:
+        generator = StyleGAN2.load(path, device=device)
+    except (ValueError, OSError) as error:
+        raise ValueError(f"init_from: cannot read {path!r} as a StyleGAN2 ({error})") from None
+    ours, theirs = ({k: v for k, v in g.config().items() if k != "latent_spread"} for g in (models.G, generator))
+    if ours != theirs:
+        raise ValueError(f"init_from: {path!r} has another architecture; pass the same --resolution/--z-dim/--w-dim/"
+                         f"--mapping-layers/--channel-* as it was trained with (its config: {theirs})")
+    for target in (models.G, models.G_ema):
+        target.load_state_dict(generator.state_dict())
+    print(f"fine-tuning from {path}: G and its EMA from the file, D and the optimisers fresh", file=sys.stderr)
 
 
 def _samples(G: StyleGAN2, seed: int, device: str) -> Tensor:
