@@ -42,10 +42,17 @@ def test_train_resume_and_load(tmp_path, capsys):
     assert torch.isfinite(second.decode(w)).all()
 
 
-def test_init_from_fine_tunes_another_runs_checkpoint(tmp_path, capsys):
-    base = tmp_path / "base"
+@pytest.fixture(scope="module")
+def base_run(tmp_path_factory):
+    """A 2-iteration run whose checkpoint.pt and generator.safetensors the fine-tuning tests start from."""
+    base = tmp_path_factory.mktemp("base") / "run"
     assert main(["train-generator", "stylegan2", "--data", "colormnist:tiny", "--out", str(base),
                  "--iterations", "2", *ARGS]) == 0
+    return base
+
+
+def test_init_from_fine_tunes_another_runs_checkpoint(tmp_path, capsys, base_run):
+    base = base_run
     tuned = tmp_path / "tuned"
     assert main(["train-generator", "stylegan2", "--data", "colormnist:tiny-uniform", "--out", str(tuned),
                  "--iterations", "1", "--init-from", str(base / "checkpoint.pt"), *ARGS]) == 0
@@ -61,11 +68,9 @@ def test_init_from_fine_tunes_another_runs_checkpoint(tmp_path, capsys):
                         "--init-from", str(tmp_path / "nope.pt"), *ARGS], capsys, "--init-from")
 
 
-def test_init_from_a_generator_file_starts_g_and_ema_from_it(tmp_path, capsys):
+def test_init_from_a_generator_file_starts_g_and_ema_from_it(tmp_path, capsys, base_run):
     """A released generator has no D: G and the EMA start from its weights, D from scratch."""
-    base = tmp_path / "base"
-    assert main(["train-generator", "stylegan2", "--data", "colormnist:tiny", "--out", str(base),
-                 "--iterations", "2", *ARGS]) == 0
+    base = base_run
     tuned = tmp_path / "tuned"
     assert main(["train-generator", "stylegan2", "--data", "colormnist:tiny-uniform", "--out", str(tuned),
                  "--iterations", "1", "--init-from", str(base / "generator.safetensors"), *ARGS]) == 0
