@@ -39,6 +39,7 @@ from benchmarks._bench import (
     table,
     write_results,
 )
+from benchmarks.latent_spread import COLOUR_SAMPLES, changed_fraction, colour_shares
 from torch_semaug.data.color_mnist import ColorMNIST
 from torch_semaug.train.quick import Method, accuracy, invert, small_cnn, train
 
@@ -56,7 +57,6 @@ METHOD_KWARGS = {"advmix-rel": ("advmix", dict(adv_eps=REL_EPS, adv_relative=Tru
 #: fast: from 0.25 by 0.05 it stayed near 0.3 std and NaTra scored 37.8 % instead of ~75 % at sigma 0.05
 NATRA = dict(components=10, steps=5, start=1.0, rho=0.25, eps_max=2.0, smoothing=0.1)
 RGB = torch.eye(3)
-COLOUR_SAMPLES = 2000  # random draws per Table 2 generator whose dominant stroke colour is counted
 CLAIM_HEADER = ["setting", "claim", "difference", "in pooled sds", "verdict"]
 PAPER_TABLE2 = {"unbiased": ("88.55", "85.07"), "red99": ("83.18", "85.02"), "red999": ("53.56", "85.00")}
 SETTINGS = {  # scale -> sizes (cpu: MNIST subsets and a reduced AdvMix budget; paper: the paper's)
@@ -212,8 +212,6 @@ def table2(args, s, results: dict[str, dict[str, list[float]]], flips: dict[str,
            report: Report) -> None:
     """Nominal, then per generator: how often its eps balls flip the dominant colour, and RandMix, AdvMix at
     the paper's absolute eps and AdvMix at :data:`REL_EPS` of the generator's spread."""
-    from benchmarks.latent_spread import changed_fraction, colour_shares
-
     test = stack(rgb_colors(color_mnist(args, s["test"], False, "uniform", 0.0), None, seed=1))
     images, labels = stack(rgb_colors(color_mnist(args, s["train"], True, "biased", 0.0), 1.0, seed=0))
     data = (images, labels, test)

@@ -33,6 +33,13 @@ from torch_semaug.train.quick import small_cnn, train
 from torch_semaug.viz import save_grid
 
 ASSET = "torch_semaug/assets/colormnist32_stylegan2.safetensors"
+COLOUR_SAMPLES = 2000  # random draws per generator whose dominant stroke colour is counted
+JUDGE = dict(digits=10000, steps=600)  # the digit judge's training digits and Adam steps of 64
+
+
+def decode01(generator: ts.StyleGAN2, latents: Tensor) -> Tensor:
+    """The generator's images in ``[0, 1]`` (it decodes to ``[-1, 1]``)."""
+    return (generator.decode(latents) + 1) / 2
 
 
 class StrokeColour(nn.Module):
@@ -45,7 +52,7 @@ class StrokeColour(nn.Module):
 
 def changed_fraction(generator: ts.StyleGAN2, latents: Tensor, eps: float, relative: bool, steps: int) -> float:
     """Fraction of samples whose dominant stroke colour a search in the eps ball changes."""
-    images = (generator.decode(latents) + 1) / 2
+    images = decode01(generator, latents)
     model = StrokeColour()
     with torch.no_grad():
         colour = model(images).argmax(1)
@@ -61,7 +68,7 @@ def colour_shares(generator: ts.StyleGAN2, samples: int, *, seed: int = 0, batch
     rng, counts = torch.Generator().manual_seed(seed), torch.zeros(3)
     with torch.no_grad():
         for start in range(0, samples, batch):
-            images = (generator.decode(generator.sample_latent(min(batch, samples - start), rng)) + 1) / 2
+            images = decode01(generator, generator.sample_latent(min(batch, samples - start), rng))
             counts += torch.bincount(StrokeColour()(images).argmax(1), minlength=3).float()
     return counts / samples
 
@@ -73,7 +80,8 @@ class Grey(nn.Module):
         return images.amax(1, keepdim=True).expand(-1, 3, -1, -1)
 
 
-def digit_judge(data_root: str | None, *, digits: int = 10000, steps: int = 600, seed: int = 0) -> nn.Module:
+def digit_judge(data_root: str | None, *, digits: int = JUDGE["digits"], steps: int = JUDGE["steps"],
+                seed: int = 0) -> nn.Module:
     """A small CNN trained on grey MNIST training digits (``steps`` Adam steps of 64), colour-blind."""
     images, labels = stack(ColorMNIST.from_mnist(data_root, train=True, coloring="uniform", sigma=0.0), digits)
     cnn = train(small_cnn(10), "nominal", Grey()(images), labels, steps=steps, batch=64, seed=seed,
@@ -91,7 +99,7 @@ def mixing_transfer(generator: ts.StyleGAN2, *, judge: nn.Module | None = None, 
     base, donor = generator.sample_latent(samples, rng), generator.sample_latent(samples, rng)
 
     def labels(latents: Tensor) -> tuple[Tensor, Tensor | None]:
-        images = (generator.decode(latents) + 1) / 2
+        images = decode01(generator, latents)
         return StrokeColour()(images).argmax(1), None if judge is None else judge(images).argmax(1)
 
     def share(hits: Tensor, among: Tensor) -> float:
@@ -125,7 +133,7 @@ def mixing_grid(generator: ts.StyleGAN2, path: Path, *, pairs: int = 8, seed: in
     captions = [c for c in ["base", "donor", *(f"keep 0-{s - 1}" for s in range(1, generator.num_ws))]
                 for _ in range(pairs)]
     with torch.no_grad():
-        images = torch.cat([(generator.decode(w) + 1) / 2 for w in rows])
+        images = torch.cat([decode01(generator, w) for w in rows])
     save_grid(images, path, nrow=pairs, upscale=3, captions=captions)
 
 
@@ -134,17 +142,17 @@ def splits(args: argparse.Namespace) -> None:
     sections = []
     for path in args.generator:
         generator = ts.StyleGAN2.load(path)
-        shares = colour_shares(generator, 2000)
+        shares = colour_shares(generator, COLOUR_SAMPLES)
         png = Path(args.out) / f"stylegan2_layers_{Path(path).stem}.png"
         mixing_grid(generator, png)
-        sections += [f"## `{path}`", "", f"W spread {generator.latent_spread:.3f}; dominant colour of 2000 samples: "
-                     f"red {shares[0]:.1%}, green {shares[1]:.1%}, blue {shares[2]:.1%}. "
+        sections += [f"## `{path}`", "", f"W spread {generator.latent_spread:.3f}; dominant colour of "
+                     f"{COLOUR_SAMPLES} samples: red {shares[0]:.1%}, green {shares[1]:.1%}, blue {shares[2]:.1%}. "
                      f"Mixes: [{png.name}]({png.name}).",
                      "", render_splits(generator, mixing_transfer(generator, judge=judge, samples=args.samples)), ""]
         print("\n".join(sections[-3:]), flush=True)
     notes = [f"{args.samples} pairs of random samples per generator; the digit judge: "
-             + ("a small CNN, 600 Adam steps of 64 on 10,000 grey MNIST training digits." if judge else "none "
-                "(no --data-root).")]
+             + (f"a small CNN, {JUDGE['steps']} Adam steps of 64 on {JUDGE['digits']:,} grey MNIST training digits."
+                if judge else "none (no --data-root).")]
     write_results(Path(args.out) / "stylegan2_layers.md", "Which StyleGAN2 layers carry colour and digit", start,
                   sections, notes)
 
