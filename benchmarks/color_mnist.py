@@ -205,7 +205,10 @@ def table1(args, s, results: dict[str, dict[str, list[float]]], report: Report) 
 def render_table1(results: dict[str, dict[str, list[float]]]) -> str:
     rows = [[name, fmt_mean_sd(acc.get("randmix", [])), fmt_mean_sd(acc.get("advmix", []))]
             for name, acc in results.items()]
-    return table(["StyleGAN2 trained on", "RandMix (%)", "AdvMix (%)"], rows)
+    checks = [row for name, acc in results.items() if "advmix" in acc
+              for row in claims(acc, ["advmix", "randmix"], name)]
+    text = table(["StyleGAN2 trained on", "RandMix (%)", "AdvMix (%)"], rows)
+    return text + ("\n\nAdvMix > RandMix per generator:\n\n" + table(CLAIM_HEADER, checks) if checks else "")
 
 
 def table2(args, s, results: dict[str, dict[str, list[float]]], flips: dict[str, tuple[float, float, float]],

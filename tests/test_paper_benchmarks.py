@@ -50,6 +50,15 @@ def test_color_mnist_smoke(tmp_path, stylegan32):
         color_mnist.main(["--methods", "advmx", "--out", str(tmp_path)])
 
 
+def test_color_mnist_table1_smoke(tmp_path, stylegan32):
+    from benchmarks import color_mnist
+
+    color_mnist.main(["--scale", "smoke", "--only", "table1", "--table1", f"class-biased={stylegan32}",
+                      "--out", str(tmp_path), *ONE_THREAD])
+    text = (tmp_path / "color_mnist_table1_smoke.md").read_text()
+    assert "## Table 1" in text and "| class-biased | " in text and "(n=3)" in text
+    assert "| class-biased | advmix > randmix |" in text  # the ordering checked over the seeds
+
 
 @pytest.mark.parametrize("flag, bad, message", [
     ("--natra", "1.0,0.25", "natra: expected 3 floats START,RHO,EPS_MAX, got '1.0,0.25'"),
