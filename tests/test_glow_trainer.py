@@ -53,6 +53,29 @@ def test_trains_writes_outputs_and_resumes(folder, tmp_path, capsys, monkeypatch
     assert "test bits/dim" in capsys.readouterr().out
 
 
+def test_init_from_trains_further_and_the_new_run_resumes(folder, tmp_path, capsys):
+    base = tmp_path / "base"
+    assert _train(folder, base, "--iterations", "2") == 0
+    released = Glow.load(base / "generator.safetensors").state_dict()
+    for source, origin in ((base / "generator.safetensors", "the optimiser fresh"),
+                           (base / "checkpoint.pt", "trained 2 iterations there")):
+        further = tmp_path / f"further-{source.suffix[1:]}"
+        assert _train(folder, further, "--iterations", "1", "--init-from", str(source)) == 0
+        assert origin in capsys.readouterr().err
+        state = torch.load(further / "checkpoint.pt", weights_only=True)
+        assert state["iteration"] == 1  # a new run, counted from 0
+        moved = max((state["model"][k].float() - released[k].float()).abs().max().item() for k in released)
+        assert 0 < moved < 0.05  # one small step from the source's weights, not a fresh initialisation
+        assert all(bool(state["model"][k]) for k in released if k.endswith("initialized"))
+        steps = state["optimizer"]["state"][0]["step"]
+        assert steps == (3 if source.suffix == ".pt" else 1)  # the checkpoint's Adam state continues
+    # resuming the new run continues its own weights; where it started from is not applied again
+    assert main(["train-generator", "glow", "--resume", str(further), "--iterations", "2"]) == 0
+    state = torch.load(further / "checkpoint.pt", weights_only=True)
+    assert state["iteration"] == 2 and state["optimizer"]["state"][0]["step"] == 4
+    assert "training further" not in capsys.readouterr().err
+
+
 def test_nan_guard_stops_without_writing_a_broken_checkpoint(folder, tmp_path, monkeypatch, capsys):
     calls = {"n": 0}
     real = Glow.bits_per_dim

@@ -61,6 +61,11 @@ def test_init_from_fine_tunes_another_runs_checkpoint(tmp_path, capsys, base_run
     after = torch.load(tuned / "checkpoint.pt", weights_only=True)["G"]
     step = max((after[k] - before[k]).abs().max().item() for k in before)
     assert 0 < step < 0.1  # one Adam step away from the base run's weights, not a fresh start
+    # the fine-tune resumes like any run: its own weights, the --init-from it started with is not applied again
+    capsys.readouterr()
+    assert main(["train-generator", "stylegan2", "--resume", str(tuned), "--iterations", "2"]) == 0
+    assert torch.load(tuned / "checkpoint.pt", weights_only=True)["iteration"] == 2
+    assert "fine-tuning from" not in capsys.readouterr().err
     assert_usage_error(["train-generator", "stylegan2", "--data", "colormnist:tiny", "--out", str(tmp_path / "other"),
               "--iterations", "1", "--init-from", str(base / "checkpoint.pt"), *ARGS, "--channel-max", "16"],
                        capsys, "--init-from:", "another architecture")

@@ -77,6 +77,10 @@ def _add_run_args(parser: argparse.ArgumentParser, d: dict[str, Any]) -> None:
                      "samples/, metrics.json (required unless --resume)")
     run.add_argument("--resume", default=None, metavar="PATH", help="continue the run saved at PATH (its "
                      "checkpoint.pt or folder) with its arguments; flags given with it override them")
+    run.add_argument("--init-from", default=None, metavar="CHECKPOINT",
+                     help="start a new run (iterations and warm-up from 0) from another run's checkpoint.pt "
+                          "(weights and optimisers) or a generator .safetensors of this kind (its weights; "
+                          "StyleGAN2: G and EMA, D fresh)")
     run.add_argument("--iterations", type=positive_int, default=d["iterations"], help="total iterations")
     run.add_argument("--max-minutes", type=positive_float, default=d["max_minutes"],
                      help="stop (and save) after this wall time")
@@ -108,9 +112,6 @@ def _add_stylegan2_args(parser: argparse.ArgumentParser, d: dict[str, Any], modu
     group.add_argument("--ema-kimg", type=positive_float, default=d["ema_kimg"],
                        help="half-life of the G EMA in thousands of images")
     group.add_argument("--mirror", action="store_true", help="random horizontal flips of the training images")
-    group.add_argument("--init-from", default=None, metavar="CHECKPOINT",
-                       help="fine-tune, at iteration 0: start G, D, EMA and optimisers from another run's "
-                            "checkpoint.pt, or G and EMA from a StyleGAN2 .safetensors (D fresh)")
 
 
 def _add_glow_args(parser: argparse.ArgumentParser, d: dict[str, Any], module: Any) -> None:
@@ -173,6 +174,7 @@ def training_arguments(args: argparse.Namespace, module: Any, train: Any) -> dic
         kwargs = {n: getattr(args, n) for n in names} | {k: v for k, v in preset.items() if k not in typed}
         return {k: v for k, v in kwargs.items() if v is not FROM_SCALE}
     kwargs = checkpoint_arguments(args.resume, args.kind)
+    kwargs.pop("init_from", None)  # where the run started; a resumed run continues its own weights
     if "scale" in getattr(args, EXPLICIT, set()):
         kwargs |= {k: v for k, v in preset.items() if k not in typed}
     flags = flag_names(args._parser)

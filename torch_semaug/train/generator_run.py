@@ -13,6 +13,8 @@ The resume rule: ``resume=PATH`` continues the run saved at ``PATH`` (a ``checkp
 holding it) from its iteration; a missing ``PATH`` is an error, never a fresh start. An ``out`` that
 already holds a ``checkpoint.pt`` is refused without ``resume``. A resumed run draws the same data order,
 noise and mixing decisions as one that was never stopped, so on CPU it ends with the same weights.
+``init_from=PATH`` instead starts a new run, counted from iteration 0, from another run's weights
+(:func:`read_init_from`); resuming that run later continues its own checkpoint.
 """
 
 from __future__ import annotations
@@ -128,6 +130,8 @@ def start_run(kind: str, arguments: dict[str, Any], resume: str | os.PathLike[st
 
     Returns the checkpoint to continue from, or ``None`` for a fresh run.
     """
+    if arguments.get("init_from") is not None and resume is not None:
+        raise ValueError("init_from: a resumed run continues its own weights; drop --init-from")
     if arguments["threads"] is not None:
         torch.set_num_threads(arguments["threads"])
     state = open_run(Path(arguments["out"]), resume, kind)
@@ -221,10 +225,30 @@ def read_checkpoint(resume: str | os.PathLike[str], kind: str) -> dict[str, Any]
         raise ValueError(f"resume: cannot read {os.fspath(path)!r} as a checkpoint ({error})") from None
     if not isinstance(state, dict) or "arguments" not in state or "rng" not in state:
         raise ValueError(f"resume: {os.fspath(path)!r} is not a resumable checkpoint of `semaug train-generator` "
-                         "(older ones lack the run's arguments and RNG state; a StyleGAN2 one can start a new run "
-                         "with --init-from)")
+                         "(older ones lack the run's arguments and RNG state; they can start a new run with "
+                         "--init-from)")
     if state.get("kind") != kind:
         raise ValueError(f"resume: {os.fspath(path)!r} is a {state.get('kind')} checkpoint, not {kind}")
+    return state
+
+
+def read_init_from(init_from: str, kind: str, weights_key: str) -> dict[str, Any] | None:
+    """The training checkpoint a fine-tune starts from, or ``None`` when ``init_from`` is a generator file.
+
+    ``init_from`` must exist; a ``.safetensors`` is left to the trainer to load as its kind of generator, any
+    other file must be a ``torch.load``-able (``weights_only``) checkpoint holding ``weights_key``.
+    """
+    if not os.path.isfile(init_from):
+        raise FileNotFoundError(f"init_from: expected the checkpoint.pt of a `semaug train-generator {kind}` run "
+                                f"or a {kind} .safetensors, but {init_from!r} does not exist")
+    if init_from.endswith(".safetensors"):
+        return None
+    try:
+        state = torch.load(init_from, map_location="cpu", weights_only=True)
+    except Exception as error:  # a truncated or foreign file, whatever torch's reason
+        raise ValueError(f"init_from: cannot read {init_from!r} as a checkpoint ({error})") from None
+    if not isinstance(state, dict) or weights_key not in state or state.get("kind", kind) != kind:
+        raise ValueError(f"init_from: {init_from!r} is not a checkpoint of `semaug train-generator {kind}`")
     return state
 
 

@@ -34,6 +34,7 @@ from torch_semaug.train.generator_run import (
     check_run_arguments,
     finish_run,
     load_images,
+    read_init_from,
     save_checkpoint,
     set_rng_state,
     start_run,
@@ -61,9 +62,9 @@ def train_glow(
     width: int = 64, n_bits: int = 8, iterations: int = 100_000, max_minutes: float | None = None,
     batch_size: int = 32, lr: float = 1e-3, warmup: int = 200, optimizer: str = "adam", clip: float = 50.0,
     eval_data: str | None = None, eval_limit: int | None = None, sample_every: int = 500,
-    checkpoint_every: int = 500, resume: str | None = None, data_root: str | None = None, seed: int = 0,
-    device: str = "cpu", threads: int | None = None, workers: int = 0, progress: bool = True,
-    command: str | None = None,
+    checkpoint_every: int = 500, init_from: str | None = None, resume: str | None = None,
+    data_root: str | None = None, seed: int = 0, device: str = "cpu", threads: int | None = None, workers: int = 0,
+    progress: bool = True, command: str | None = None,
 ) -> dict[str, Any]:
     """Train (or, with ``resume``, continue) a Glow; returns the metrics written to ``out/metrics.json``.
 
@@ -88,6 +89,9 @@ def train_glow(
         eval_limit: use only the first N held-out images.
         sample_every: write ``samples/NNNNNN.png`` (and a log line without ``progress``) this often.
         checkpoint_every: write ``checkpoint.pt`` this often.
+        init_from: train further, counting iterations (and the warm-up) from 0: start the weights and the
+            optimiser from another run's ``checkpoint.pt``, or the weights from a Glow ``.safetensors`` (the
+            optimiser then starts fresh); the architecture flags must match it.
         resume: continue the run saved at this ``checkpoint.pt`` (or its folder).
         data_root: the data root of a dataset name (default ``$SEMAUG_DATA``, else ``./data``).
         seed: seeds initialisation, data order and dequantisation noise.
@@ -115,6 +119,8 @@ def train_glow(
         start, seconds, bpd = int(state["iteration"]), float(state["seconds"]), float(state["bpd_ema"])
         set_rng_state(state["rng"])
         print(f"resuming {os.fspath(resume)} at iteration {start} of {iterations}")
+    elif init_from is not None:
+        _start_from(glow, opt, init_from)
     else:
         init = next(iter(DataLoader(dataset, batch_size=min(len(dataset), 256), shuffle=True,  # type: ignore[arg-type]
                                     generator=torch.Generator().manual_seed(seed))))[0]
@@ -154,6 +160,31 @@ def _build(dataset: Dataset, a: dict[str, Any]) -> Glow:
         levels -= 1
     glow = Glow((channels, height, width), levels=levels, steps=a["steps"], width=a["width"], n_bits=a["n_bits"])
     return glow.to(a["device"]).train()
+
+
+def _start_from(glow: Glow, opt: torch.optim.Optimizer, init_from: str) -> None:
+    """Weights (and, from a checkpoint, the optimiser) of another run; ActNorm's init is in the weights."""
+    state = read_init_from(init_from, KIND, "model")
+    if state is None:
+        try:
+            source = Glow.load(init_from)
+        except (ValueError, OSError) as error:
+            raise ValueError(f"init_from: cannot read {init_from!r} as a Glow ({error})") from None
+        weights, theirs = source.state_dict(), source.config()
+    else:
+        weights, theirs = state["model"], None
+    mismatch = ValueError(f"init_from: {init_from!r} has another architecture; pass the --levels/--steps/--width/"
+                          f"--resolution/--n-bits it was trained with (this run: {glow.config()})")
+    if theirs is not None and theirs != glow.config():
+        raise mismatch
+    try:
+        glow.load_state_dict(weights)
+    except RuntimeError:  # a checkpoint with missing keys or other shapes
+        raise mismatch from None
+    if state is not None:
+        opt.load_state_dict(state["optimizer"])
+    origin = f"trained {int(state['iteration'])} iterations there" if state else "the optimiser fresh"
+    print(f"training further from {init_from} ({origin})", file=sys.stderr)
 
 
 def dequantize(images: Tensor, n_bits: int, generator: torch.Generator | None = None) -> Tensor:

@@ -34,6 +34,7 @@ from torch_semaug.train.generator_run import (
     check_run_arguments,
     finish_run,
     load_images,
+    read_init_from,
     save_checkpoint,
     set_rng_state,
     start_run,
@@ -113,8 +114,6 @@ def train_stylegan2(
     """
     arguments = {k: v for k, v in locals().items() if k not in ("resume", "progress", "command")}
     _check_arguments(arguments)
-    if init_from is not None and resume is not None:
-        raise ValueError("init_from: a resumed run continues its own weights; drop --init-from")
     state = start_run(KIND, arguments, resume, ARCHITECTURE)
     folder = Path(out)
     dataset = load_images(data, resolution=resolution, data_root=data_root, mirror=mirror)
@@ -161,18 +160,10 @@ def _build(a: dict[str, Any], image_channels: int, device: torch.device) -> _Mod
 
 
 def _fine_tune_from(models: _Models, init_from: str, device: str) -> None:
-    if not os.path.isfile(init_from):
-        raise FileNotFoundError(f"init_from: expected the checkpoint.pt of a `semaug train-generator stylegan2` "
-                                f"run or a StyleGAN2 .safetensors, but {init_from!r} does not exist")
-    if init_from.endswith(".safetensors"):
+    state = read_init_from(init_from, KIND, "G")
+    if state is None:
         _start_from_generator(models, init_from, device)
         return
-    try:
-        state = torch.load(init_from, map_location=device, weights_only=True)
-    except Exception as error:  # a truncated or foreign file, whatever torch's reason
-        raise ValueError(f"init_from: cannot read {init_from!r} as a checkpoint ({error})") from None
-    if not isinstance(state, dict) or "G" not in state:
-        raise ValueError(f"init_from: {init_from!r} is not a checkpoint of `semaug train-generator stylegan2`")
     models.load(state, "init_from", init_from)
     print(f"fine-tuning from {init_from} (trained {int(state['iteration'])} iterations there)", file=sys.stderr)
 
