@@ -5,9 +5,10 @@ all of it too at ``paper`` scale) with: standard (no augmentation), flips/crops,
 (applied once): Cutout, Mixup, image-space PGD (``pixel_at``, l-inf 8/255), Randomized-LA (``rla``, l-inf eps
 0.25) and Adversarial-LA (``ala``, l2 eps 1.0, step 0.5, 3 steps, random start) through the project's Glow
 (``--flow``). flow-lp's attack variants are extra rows: ``ala+bn`` (BatchNorm in train mode during the attack)
-and ``ala+pred`` (the model's predictions as targets). ``--p`` is the fraction of each batch perturbed (flow-lp:
-the whole batch). Table 5: the image-space size (l2, l-inf) of R-LA's and A-LA's perturbations. Table 6:
-accuracy of each model under R-LA and A-LA attacks of test images.
+and ``ala+pred`` (the model's predictions as targets), and ``rla+l2`` is R-LA as flow-lp's README runs it on
+CIFAR-10 (l2, eps 20) instead of the paper's text (l-inf, eps 0.25). ``--p`` is the fraction of each batch
+perturbed (flow-lp: the whole batch). Table 5: the image-space size (l2, l-inf) of R-LA's and A-LA's
+perturbations. Table 6: accuracy of each model under R-LA and A-LA attacks of test images.
 
 The classifier is a CIFAR-style ResNet (3x3 stem, no max-pool) trained as flow-lp does: SGD 0.1, Nesterov,
 weight decay 5e-4, batch 128, learning rate x0.2 at 30/60/80 % of training. ``--scale smoke`` (tests:
@@ -100,9 +101,7 @@ def _sizes(clean: torch.Tensor, moved: torch.Tensor) -> tuple[float, float]:
 
 def perturbation_sizes(name: str, model, flow, images, labels, seed: int) -> tuple[float, float]:
     """Mean image-space l2 and l-inf of R-LA's / A-LA's perturbation (every image perturbed) on ``images``."""
-    base = name.split("+")[0]
-    perturb = (FlowPerturb(flow, mode="random", rng=torch.Generator().manual_seed(seed)) if base == "rla" else
-               FlowPerturb(flow, model=model, mode="adversarial", rng=torch.Generator().manual_seed(seed)))
+    perturb = quick.flow_perturb(name, flow, model, p=1.0, rng=torch.Generator().manual_seed(seed))
     sizes = [_sizes(x, perturb(x, y)[0]) for x, y in zip(images.split(250), labels.split(250))]
     weights = [len(x) for x in images.split(250)]
     return tuple(sum(w * s[i] for w, s in zip(weights, sizes)) / sum(weights) for i in range(2))

@@ -228,8 +228,8 @@ def _counting(monkeypatch) -> list[int]:
     return calls
 
 
-@pytest.mark.parametrize("name", ["standard", "flips_crops", "cutout", "mixup:1.0", "pixel_at", "rla", "ala",
-                                  "ala+bn", "ala+pred"])
+@pytest.mark.parametrize("name", ["standard", "flips_crops", "cutout", "mixup:1.0", "pixel_at", "rla", "rla+l2",
+                                  "ala", "ala+bn", "ala+pred"])
 def test_cifar_flips_crops_applied_once(name, monkeypatch):
     from benchmarks import cifar_lowdata
 
@@ -309,12 +309,25 @@ def test_cifar_resnet_is_cifar_style():
 
 
 @pytest.mark.parametrize(("name", "message"), [
-    ("cutout+bn", "apply to"), ("ala+fast", "apply to"), ("ala", "needs a flow"), ("nope", "unknown method")])
+    ("cutout+bn", "apply to"), ("ala+fast", "apply to"), ("ala+l2", "apply to"), ("rla+pred", "apply to"),
+    ("ala", "needs a flow"), ("nope", "unknown method")])
 def test_make_method_bad_names(name, message):
     from torch_semaug.train.quick import make_method
 
     with pytest.raises(ValueError, match=message):
         make_method(name, torch.nn.Linear(2, 2), num_classes=10, image_shape=(3, 32, 32), seed=0)
+
+
+def test_flow_methods_settings():
+    """R-LA: the paper's l-inf 0.25, or with +l2 flow-lp's CIFAR-10 command (l2, 20); the latent moves by 20."""
+    from torch_semaug.train.quick import flow_perturb
+
+    flow = ts.Glow((3, 8, 8), levels=2, steps=1, width=8)
+    rla, rla_l2 = (flow_perturb(name, flow, None, p=1.0, rng=torch.Generator().manual_seed(0))
+                   for name in ("rla", "rla+l2"))
+    assert (rla.norm, rla.eps, rla_l2.norm, rla_l2.eps) == ("linf", 0.25, "l2", 20.0)
+    ala = flow_perturb("ala+pred", flow, torch.nn.Linear(2, 2), p=1.0, rng=torch.Generator().manual_seed(0))
+    assert (ala.norm, ala.eps, ala.steps, ala.targets) == ("l2", 1.0, 3, "predictions")
 
 
 def test_ordering_rows_verdicts():

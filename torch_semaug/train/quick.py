@@ -28,7 +28,10 @@ from torch_semaug.transforms.latent_mix import LatentMix
 
 Method = Callable[[Tensor, Tensor, Tensor | None], tuple[Tensor, Tensor]]
 ADVERSARIAL = ("pixel_at", "advmix", "ala")  # the methods that take the "+bn" / "+pred" attack variants
-VARIANTS = {"bn": dict(keep_model_mode=True), "pred": dict(targets="predictions")}
+# suffix -> (the methods it applies to, its keyword arguments); "+l2" is R-LA as flow-lp's README runs it on
+# CIFAR-10 (pert.ord=2 pert.epsilon=20.0): Gaussian noise of sd 20 projected onto the l2 ball of radius 20
+VARIANTS = {"bn": (ADVERSARIAL, dict(keep_model_mode=True)), "pred": (ADVERSARIAL, dict(targets="predictions")),
+            "l2": (("rla",), dict(norm="l2", eps=20.0))}
 
 
 def small_cnn(num_classes: int, width: int = 32, batch_norm: bool = False) -> nn.Module:
@@ -73,15 +76,11 @@ def make_method(name: str, model: nn.Module, *, num_classes: int, image_shape: t
     """The batch-level augmentation called ``name``: ``nominal``/``standard`` (none), ``flips_crops``,
     ``cutout``, ``mixup[:ALPHA]``, ``cutmix``, ``pixel_at``, ``randmix``, ``advmix``, ``rla``, ``ala``. The
     adversarial ones take flow-lp's attack variants as suffixes: ``+bn`` (BatchNorm in train mode during the
-    attack) and ``+pred`` (the model's predictions as targets), e.g. ``ala+bn+pred``. AdvMix runs
+    attack) and ``+pred`` (the model's predictions as targets), e.g. ``ala+bn+pred``; ``rla+l2`` is R-LA at
+    flow-lp's CIFAR-10 setting (l2, eps 20) instead of the paper's text (l-inf, eps 0.25). AdvMix runs
     ``adv_restarts`` x ``adv_steps`` at l-inf ``adv_eps`` with the paper's step ``adv_eps / 6`` (0.005 at 0.03),
     both in units of the generator's W spread when ``adv_relative``."""
-    base, *variants = name.split("+")
-    extra: dict = {}
-    for variant in variants:
-        if variant not in VARIANTS or base not in ADVERSARIAL:
-            raise ValueError(f"method: {name!r}: the suffixes {sorted(VARIANTS)} apply to {ADVERSARIAL} only")
-        extra.update(VARIANTS[variant])
+    base, extra = _variants(name)
     rng = torch.Generator().manual_seed(seed + 1)
     if base in ("nominal", "standard"):
         return lambda x, y, z: (x, y)
@@ -114,11 +113,30 @@ def make_method(name: str, model: nn.Module, *, num_classes: int, image_shape: t
     if base in ("rla", "ala"):
         if flow is None:
             raise ValueError(f"method {name!r}: needs a flow (--flow)")
-        # the papers' defaults: R-LA l-inf eps 0.25; A-LA l2 eps 1.0, step 0.5, 3 steps, random start
-        perturb = (FlowPerturb(flow, mode="random", p=p, rng=rng) if base == "rla" else
-                   FlowPerturb(flow, model=model, mode="adversarial", p=p, rng=rng, **extra))
+        perturb = flow_perturb(name, flow, model, p=p, rng=rng)
         return lambda x, y, z: perturb(x, y)
     raise ValueError(f"method: unknown method {name!r}")
+
+
+def _variants(name: str) -> tuple[str, dict]:
+    """``name``'s base method and the keyword arguments of its ``+SUFFIX`` variants."""
+    base, *suffixes = name.split("+")
+    extra: dict = {}
+    for suffix in suffixes:
+        if suffix not in VARIANTS or base not in VARIANTS[suffix][0]:
+            applies = {k: list(bases) for k, (bases, _) in VARIANTS.items()}
+            raise ValueError(f"method: {name!r}: expected suffixes that apply to its method ({applies})")
+        extra.update(VARIANTS[suffix][1])
+    return base, extra
+
+
+def flow_perturb(name: str, flow: nn.Module, model: nn.Module, *, p: float, rng: torch.Generator) -> FlowPerturb:
+    """The :class:`FlowPerturb` of method ``rla[+l2]`` / ``ala[+bn][+pred]``; without a suffix the papers'
+    defaults: R-LA l-inf eps 0.25; A-LA l2 eps 1.0, step 0.5, 3 steps, random start."""
+    base, extra = _variants(name)
+    if base == "rla":
+        return FlowPerturb(flow, mode="random", p=p, rng=rng, **extra)
+    return FlowPerturb(flow, model=model, mode="adversarial", p=p, rng=rng, **extra)
 
 
 def flips_crops(size: int, padding: int = 4) -> Method:
