@@ -6,7 +6,7 @@ all of it too at ``paper`` scale) with: standard (no augmentation), flips/crops,
 0.25) and Adversarial-LA (``ala``, l2 eps 1.0, step 0.5, 3 steps, random start) through the project's Glow
 (``--flow``). flow-lp's attack variants are extra rows: ``ala+bn`` (BatchNorm in train mode during the attack)
 and ``ala+pred`` (the model's predictions as targets), and ``rla+l2`` is R-LA as flow-lp's README runs it on
-CIFAR-10 (l2, eps 20) instead of the paper's text (l-inf, eps 0.25). ``--p`` is the fraction of each batch
+CIFAR-10 (l2, eps 20) instead of the library's default (l-inf, eps 0.25). ``--p`` is the fraction of each batch
 perturbed (flow-lp: the whole batch). Table 5: the image-space size (l2, l-inf) of R-LA's and A-LA's
 perturbations. Table 6: accuracy of each model under R-LA and A-LA attacks of test images.
 

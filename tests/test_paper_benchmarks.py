@@ -319,7 +319,7 @@ def test_make_method_bad_names(name, message):
 
 
 def test_flow_methods_settings():
-    """R-LA: the paper's l-inf 0.25, or with +l2 flow-lp's CIFAR-10 command (l2, 20); the latent moves by 20."""
+    """R-LA: the default l-inf 0.25, or with +l2 flow-lp's CIFAR-10 command (l2, 20); A-LA's suffixes apply."""
     from torch_semaug.train.quick import flow_perturb
 
     flow = ts.Glow((3, 8, 8), levels=2, steps=1, width=8)

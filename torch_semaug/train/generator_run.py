@@ -219,10 +219,7 @@ def checkpoint_path(resume: str | os.PathLike[str]) -> Path:
 def read_checkpoint(resume: str | os.PathLike[str], kind: str) -> dict[str, Any]:
     """The checkpoint ``resume`` names, checked to be a ``kind`` training checkpoint."""
     path = checkpoint_path(resume)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # a truncated or foreign file: say which, whatever torch's reason
-        raise ValueError(f"resume: cannot read {os.fspath(path)!r} as a checkpoint ({error})") from None
+    state = _load(path, "resume")
     if not isinstance(state, dict) or "arguments" not in state or "rng" not in state:
         raise ValueError(f"resume: {os.fspath(path)!r} is not a resumable checkpoint of `semaug train-generator` "
                          "(older ones lack the run's arguments and RNG state; they can start a new run with "
@@ -230,6 +227,14 @@ def read_checkpoint(resume: str | os.PathLike[str], kind: str) -> dict[str, Any]
     if state.get("kind") != kind:
         raise ValueError(f"resume: {os.fspath(path)!r} is a {state.get('kind')} checkpoint, not {kind}")
     return state
+
+
+def _load(path: str | os.PathLike[str], argument: str) -> Any:
+    """``torch.load(weights_only=True)`` of the file ``argument`` names, on the CPU; one clear error if it fails."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # a truncated or foreign file: say which, whatever torch's reason
+        raise ValueError(f"{argument}: cannot read {os.fspath(path)!r} as a checkpoint ({error})") from None
 
 
 def read_init_from(init_from: str, kind: str, weights_key: str) -> dict[str, Any] | None:
@@ -243,10 +248,7 @@ def read_init_from(init_from: str, kind: str, weights_key: str) -> dict[str, Any
                                 f"or a {kind} .safetensors, but {init_from!r} does not exist")
     if init_from.endswith(".safetensors"):
         return None
-    try:
-        state = torch.load(init_from, map_location="cpu", weights_only=True)
-    except Exception as error:  # a truncated or foreign file, whatever torch's reason
-        raise ValueError(f"init_from: cannot read {init_from!r} as a checkpoint ({error})") from None
+    state = _load(init_from, "init_from")
     if not isinstance(state, dict) or weights_key not in state or state.get("kind", kind) != kind:
         raise ValueError(f"init_from: {init_from!r} is not a checkpoint of `semaug train-generator {kind}`")
     return state

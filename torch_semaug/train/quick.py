@@ -77,7 +77,7 @@ def make_method(name: str, model: nn.Module, *, num_classes: int, image_shape: t
     ``cutout``, ``mixup[:ALPHA]``, ``cutmix``, ``pixel_at``, ``randmix``, ``advmix``, ``rla``, ``ala``. The
     adversarial ones take flow-lp's attack variants as suffixes: ``+bn`` (BatchNorm in train mode during the
     attack) and ``+pred`` (the model's predictions as targets), e.g. ``ala+bn+pred``; ``rla+l2`` is R-LA at
-    flow-lp's CIFAR-10 setting (l2, eps 20) instead of the paper's text (l-inf, eps 0.25). AdvMix runs
+    flow-lp's CIFAR-10 setting (l2, eps 20) instead of the library's default (l-inf, eps 0.25). AdvMix runs
     ``adv_restarts`` x ``adv_steps`` at l-inf ``adv_eps`` with the paper's step ``adv_eps / 6`` (0.005 at 0.03),
     both in units of the generator's W spread when ``adv_relative``."""
     base, extra = _variants(name)
@@ -131,7 +131,7 @@ def _variants(name: str) -> tuple[str, dict]:
 
 
 def flow_perturb(name: str, flow: nn.Module, model: nn.Module, *, p: float, rng: torch.Generator) -> FlowPerturb:
-    """The :class:`FlowPerturb` of method ``rla[+l2]`` / ``ala[+bn][+pred]``; without a suffix the papers'
+    """The :class:`FlowPerturb` of method ``rla[+l2]`` / ``ala[+bn][+pred]``; without a suffix the library's
     defaults: R-LA l-inf eps 0.25; A-LA l2 eps 1.0, step 0.5, 3 steps, random start."""
     base, extra = _variants(name)
     if base == "rla":
